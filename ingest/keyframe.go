@@ -1,0 +1,82 @@
+package ingest
+
+// IsKeyframeStart reports whether an RTP payload of codec c begins a
+// keyframe. Outputs use it to start a new viewer on a frame it can decode
+// instead of showing garbage until the next one.
+func IsKeyframeStart(c Codec, payload []byte) bool {
+	if len(payload) == 0 {
+		return false
+	}
+	switch c {
+	case H264:
+		return h264KeyframeStart(payload)
+	case VP8:
+		return vp8KeyframeStart(payload)
+	case VP9:
+		// Payload descriptor (RFC 9628): I|P|L|F|B|E|V|Z. A frame that
+		// starts (B) and does not reference others (P=0) is a keyframe.
+		return payload[0]&0x40 == 0 && payload[0]&0x08 != 0
+	case AV1:
+		// Aggregation header Z|Y|W|W|N: N marks the first packet of a
+		// coded video sequence, which starts with a keyframe.
+		return payload[0]&0x08 != 0
+	}
+	return true
+}
+
+// h264KeyframeStart finds an SPS or IDR NAL at the start of the payload,
+// inside a STAP-A, or as the first fragment of an FU-A.
+func h264KeyframeStart(p []byte) bool {
+	switch t := p[0] & 0x1f; {
+	case t == 5 || t == naluSPS:
+		return true
+	case t == naluSTAPA:
+		for b := p[1:]; len(b) > 2; {
+			n := int(b[0])<<8 | int(b[1])
+			if n == 0 || 2+n > len(b) {
+				return false
+			}
+			if nt := b[2] & 0x1f; nt == 5 || nt == naluSPS {
+				return true
+			}
+			b = b[2+n:]
+		}
+	case t == 28: // FU-A
+		return len(p) > 1 && p[1]&0x80 != 0 && p[1]&0x1f == 5
+	}
+	return false
+}
+
+// vp8KeyframeStart parses the VP8 payload descriptor (RFC 7741) and checks
+// the frame tag's P bit at the start of a partition.
+func vp8KeyframeStart(p []byte) bool {
+	x, s := p[0]&0x80 != 0, p[0]&0x10 != 0
+	pid := p[0] & 0x07
+	i := 1
+	if x {
+		if len(p) < 2 {
+			return false
+		}
+		ext := p[1]
+		i = 2
+		if ext&0x80 != 0 { // I: picture id
+			if len(p) <= i {
+				return false
+			}
+			if p[i]&0x80 != 0 {
+				i++
+			}
+			i++
+		}
+		if ext&0x40 != 0 { // L: TL0PICIDX
+			i++
+		}
+		if ext&0x30 != 0 { // T or K
+			i++
+		}
+	}
+	if !s || pid != 0 || len(p) <= i {
+		return false
+	}
+	return p[i]&0x01 == 0
+}

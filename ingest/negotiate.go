@@ -1,0 +1,343 @@
+package ingest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v3"
+)
+
+// MaxSDPSize bounds an offer. Browser offers with every codec are ~10 KiB.
+const MaxSDPSize = 64 << 10
+
+// Preferences is the configured codec order for answers.
+type Preferences struct {
+	Video []Codec
+	Audio []Codec
+}
+
+// DefaultPreferences is H.264 > VP8 > VP9 > AV1 video and Opus audio.
+func DefaultPreferences() Preferences {
+	return Preferences{Video: DefaultVideoPreference, Audio: DefaultAudioPreference}
+}
+
+// offeredFormat is one payload type of an m-line.
+type offeredFormat struct {
+	pt    uint8
+	codec Codec
+	clock uint32
+	chans uint16
+	fmtp  string
+}
+
+// parseOffer checks an SDP offer and returns the parsed form.
+func parseOffer(offer []byte) (*sdp.SessionDescription, error) {
+	if len(offer) == 0 {
+		return nil, &OfferError{Msg: "the request body is empty; send an SDP offer"}
+	}
+	if len(offer) > MaxSDPSize {
+		return nil, &OfferError{Msg: fmt.Sprintf("the SDP offer is %d bytes; at most %d are accepted", len(offer), MaxSDPSize)}
+	}
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(offer); err != nil {
+		return nil, &OfferError{Msg: fmt.Sprintf("the body is not a valid SDP offer: %v", err)}
+	}
+	if len(sd.MediaDescriptions) == 0 {
+		return nil, &OfferError{Msg: "the SDP offer has no media sections", Unprocessable: true}
+	}
+	return &sd, nil
+}
+
+// negotiate picks, for each media section, the preferred codec among those
+// offered, and returns one Track per section plus a MediaEngine that holds
+// exactly those codecs, so pion's answer names one codec per track and the
+// publisher cannot switch to another mid-stream.
+func negotiate(sd *sdp.SessionDescription, prefs Preferences, sending bool) ([]*Track, *webrtc.MediaEngine, error) {
+	me := &webrtc.MediaEngine{}
+	var tracks []*Track
+	for _, md := range sd.MediaDescriptions {
+		kind := MediaKind(md.MediaName.Media)
+		if kind != Video && kind != Audio {
+			continue
+		}
+		if md.MediaName.Port.Value == 0 {
+			continue // rejected section
+		}
+		if err := checkDirection(md, kind, sending); err != nil {
+			return nil, nil, err
+		}
+		for _, t := range tracks {
+			if t.Kind == kind {
+				return nil, nil, &OfferError{Unprocessable: true, Msg: fmt.Sprintf(
+					"the offer has more than one %s track; a stream carries at most one video and one audio track", kind)}
+			}
+		}
+		prefer := prefs.Video
+		if kind == Audio {
+			prefer = prefs.Audio
+		}
+		f, ok := pickFormat(offeredFormats(md), prefer)
+		if !ok {
+			return nil, nil, &OfferError{Unprocessable: true, Msg: fmt.Sprintf(
+				"none of the offered %s codecs is accepted; offer one of %s", kind, codecList(prefer))}
+		}
+		t := &Track{Kind: kind, Codec: f.codec, PayloadType: f.pt, ClockRate: f.clock, Channels: f.chans, Fmtp: f.fmtp}
+		if err := registerTrackCodec(me, t); err != nil {
+			return nil, nil, err
+		}
+		tracks = append(tracks, t)
+	}
+	if len(tracks) == 0 {
+		return nil, nil, &OfferError{Unprocessable: true, Msg: "the SDP offer has no audio or video section"}
+	}
+	return tracks, me, nil
+}
+
+// checkDirection refuses sections that would carry no media our way (WHIP)
+// or to the viewer (WHEP).
+func checkDirection(md *sdp.MediaDescription, kind MediaKind, sending bool) error {
+	dir := "sendrecv"
+	for _, a := range md.Attributes {
+		switch a.Key {
+		case "sendrecv", "sendonly", "recvonly", "inactive":
+			dir = a.Key
+		}
+	}
+	if sending && (dir == "recvonly" || dir == "inactive") {
+		return &OfferError{Unprocessable: true, Msg: fmt.Sprintf("the %s section is %s; a WHIP offer must send media (sendonly)", kind, dir)}
+	}
+	if !sending && (dir == "sendonly" || dir == "inactive") {
+		return &OfferError{Unprocessable: true, Msg: fmt.Sprintf("the %s section is %s; a WHEP offer must receive media (recvonly)", kind, dir)}
+	}
+	return nil
+}
+
+func offeredFormats(md *sdp.MediaDescription) []offeredFormat {
+	fmtps := map[string]string{}
+	for _, a := range md.Attributes {
+		if a.Key == "fmtp" {
+			if pt, rest, ok := strings.Cut(a.Value, " "); ok {
+				fmtps[pt] = strings.TrimSpace(rest)
+			}
+		}
+	}
+	var out []offeredFormat
+	for _, a := range md.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		ptStr, enc, ok := strings.Cut(a.Value, " ")
+		if !ok {
+			continue
+		}
+		pt, err := strconv.ParseUint(ptStr, 10, 7)
+		if err != nil {
+			continue
+		}
+		parts := strings.Split(enc, "/")
+		codec, ok := codecByMime(parts[0])
+		if !ok {
+			continue
+		}
+		f := offeredFormat{pt: uint8(pt), codec: codec, fmtp: fmtps[ptStr]}
+		if len(parts) > 1 {
+			if c, err := strconv.ParseUint(parts[1], 10, 32); err == nil {
+				f.clock = uint32(c)
+			}
+		}
+		if len(parts) > 2 {
+			if c, err := strconv.ParseUint(parts[2], 10, 16); err == nil {
+				f.chans = uint16(c)
+			}
+		}
+		if f.clock != codec.ClockRate() {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// pickFormat returns the offered format of the most preferred codec. Among
+// H.264 variants it keeps the offerer's order but prefers
+// packetization-mode=1 (FU-A), which every encoder we know sends.
+func pickFormat(offered []offeredFormat, prefer []Codec) (offeredFormat, bool) {
+	for _, c := range prefer {
+		var best *offeredFormat
+		for i := range offered {
+			f := &offered[i]
+			if f.codec != c || !acceptable(f) {
+				continue
+			}
+			if best == nil || (c == H264 && fmtpParam(best.fmtp, "packetization-mode") != "1" && fmtpParam(f.fmtp, "packetization-mode") == "1") {
+				best = f
+			}
+		}
+		if best != nil {
+			return *best, true
+		}
+	}
+	return offeredFormat{}, false
+}
+
+// acceptable filters variants the outputs cannot handle: H.264 interleaved
+// mode (packetization-mode=2) and VP9 profiles other than 0 and 2.
+func acceptable(f *offeredFormat) bool {
+	switch f.codec {
+	case H264:
+		pm := fmtpParam(f.fmtp, "packetization-mode")
+		return pm == "" || pm == "0" || pm == "1"
+	case VP9:
+		p := fmtpParam(f.fmtp, "profile-id")
+		return p == "" || p == "0" || p == "2"
+	}
+	return true
+}
+
+func fmtpParam(fmtp, key string) string {
+	for _, kv := range strings.Split(fmtp, ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return ""
+}
+
+// videoFeedback is what we ask publishers for and offer viewers: NACK for
+// loss, PLI/FIR for keyframes, TWCC for the sender's bandwidth estimate.
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"},
+	{Type: "nack", Parameter: "pli"}, {Type: "transport-cc"},
+}
+
+// registerTrackCodec puts the track's codec, with the offered payload type
+// and format parameters, into me.
+func registerTrackCodec(me *webrtc.MediaEngine, t *Track) error {
+	params := webrtc.RTPCodecParameters{
+		PayloadType: webrtc.PayloadType(t.PayloadType),
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: t.Codec.MimeType(), ClockRate: t.ClockRate, Channels: t.Channels, SDPFmtpLine: t.Fmtp,
+		},
+	}
+	typ := webrtc.RTPCodecTypeVideo
+	if t.Kind == Audio {
+		typ = webrtc.RTPCodecTypeAudio
+		params.RTCPFeedback = []webrtc.RTCPFeedback{{Type: "transport-cc"}}
+	} else {
+		params.RTCPFeedback = videoFeedback
+	}
+	if err := me.RegisterCodec(params, typ); err != nil {
+		return fmt.Errorf("registering %s: %w", t.Codec, err)
+	}
+	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: "urn:ietf:params:rtp-hdrext:sdes:mid"}, typ); err != nil {
+		return fmt.Errorf("registering mid header extension: %w", err)
+	}
+	return nil
+}
+
+func codecList(cs []Codec) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// ViewerTrack is a stream track as one viewer receives it: the payload type
+// and format parameters come from the viewer's offer.
+type ViewerTrack struct {
+	Track *Track
+	Codec webrtc.RTPCodecCapability
+}
+
+// NegotiateViewer matches a WHEP offer against the live stream's tracks. A
+// viewer that offers no section of a kind simply does not get that track;
+// one that offers the kind without the stream's codec is refused, because
+// it would show nothing.
+func NegotiateViewer(offer []byte, s *Stream) ([]ViewerTrack, *webrtc.MediaEngine, error) {
+	sd, err := parseOffer(offer)
+	if err != nil {
+		return nil, nil, err
+	}
+	me := &webrtc.MediaEngine{}
+	var out []ViewerTrack
+	for _, t := range s.Tracks() {
+		md := firstSection(sd, t.Kind)
+		if md == nil {
+			continue
+		}
+		if err := checkDirection(md, t.Kind, false); err != nil {
+			return nil, nil, err
+		}
+		f, ok := matchViewerFormat(offeredFormats(md), t)
+		if !ok {
+			return nil, nil, &OfferError{Unprocessable: true, Msg: fmt.Sprintf(
+				"the stream's %s is %s, which the offer does not list; this player cannot show it", t.Kind, t.Codec)}
+		}
+		vt := &Track{Kind: t.Kind, Codec: t.Codec, PayloadType: f.pt, ClockRate: t.ClockRate, Channels: t.Channels, Fmtp: f.fmtp}
+		if err := registerTrackCodec(me, vt); err != nil {
+			return nil, nil, err
+		}
+		out = append(out, ViewerTrack{Track: t, Codec: webrtc.RTPCodecCapability{
+			MimeType: t.Codec.MimeType(), ClockRate: t.ClockRate, Channels: t.Channels, SDPFmtpLine: f.fmtp}})
+	}
+	if len(out) == 0 {
+		return nil, nil, &OfferError{Unprocessable: true, Msg: "the offer has no audio or video section that can receive this stream"}
+	}
+	return out, me, nil
+}
+
+func firstSection(sd *sdp.SessionDescription, kind MediaKind) *sdp.MediaDescription {
+	for _, md := range sd.MediaDescriptions {
+		if MediaKind(md.MediaName.Media) == kind && md.MediaName.Port.Value != 0 {
+			return md
+		}
+	}
+	return nil
+}
+
+// matchViewerFormat picks the viewer's payload type for the stream's codec.
+// H.264 must agree on packetization mode; an equal profile is preferred but
+// not required, since decoders accept any profile they support.
+func matchViewerFormat(offered []offeredFormat, t *Track) (offeredFormat, bool) {
+	var best *offeredFormat
+	score := -1
+	for i := range offered {
+		f := &offered[i]
+		if f.codec != t.Codec {
+			continue
+		}
+		s := 0
+		if t.Codec == H264 {
+			if pmOrZero(f.fmtp) != pmOrZero(t.Fmtp) {
+				continue
+			}
+			if strings.EqualFold(profileIDC(f.fmtp), profileIDC(t.Fmtp)) {
+				s = 1
+			}
+		}
+		if s > score {
+			best, score = f, s
+		}
+	}
+	if best == nil {
+		return offeredFormat{}, false
+	}
+	return *best, true
+}
+
+func pmOrZero(fmtp string) string {
+	if pm := fmtpParam(fmtp, "packetization-mode"); pm != "" {
+		return pm
+	}
+	return "0"
+}
+
+func profileIDC(fmtp string) string {
+	if p := fmtpParam(fmtp, "profile-level-id"); len(p) >= 2 {
+		return p[:2]
+	}
+	return ""
+}

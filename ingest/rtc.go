@@ -1,0 +1,115 @@
+package ingest
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/pion/ice/v2"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v3"
+)
+
+// RTCConfig configures the WebRTC transport every peer shares.
+type RTCConfig struct {
+	// UDPAddr is the one UDP address all peers' ICE traffic shares
+	// (default ":8189"), so a firewall or Docker needs one forwarded port.
+	UDPAddr string
+	// NAT1To1IPs are public addresses to advertise as host candidates when
+	// the gateway runs behind NAT with the UDP port forwarded.
+	NAT1To1IPs []string
+	// ICEServers (stun:/turn: URLs) are offered to clients in Link headers.
+	ICEServers []string
+	Logger     *slog.Logger
+}
+
+// RTC holds what every WHIP and WHEP peer connection shares: the UDP mux
+// and the settings derived from configuration.
+type RTC struct {
+	cfg RTCConfig
+	mux ice.UDPMux
+}
+
+// NewRTC opens the shared ICE UDP port.
+func NewRTC(cfg RTCConfig) (*RTC, error) {
+	if cfg.UDPAddr == "" {
+		cfg.UDPAddr = ":8189"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, portStr, err := net.SplitHostPort(cfg.UDPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("parsing WebRTC UDP address %q: %w", cfg.UDPAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("parsing WebRTC UDP port %q: %w", portStr, err)
+	}
+	var mux ice.UDPMux
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		// One socket per interface on the same port: pion can then
+		// advertise each interface's real address as a host candidate.
+		mux, err = ice.NewMultiUDPMuxFromPort(port, ice.UDPMuxFromPortWithLoopback(),
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+	} else {
+		var conn *net.UDPConn
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
+		if err == nil {
+			mux = webrtc.NewICEUDPMux(nil, conn)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening WebRTC UDP port %s: %w", cfg.UDPAddr, err)
+	}
+	return &RTC{cfg: cfg, mux: mux}, nil
+}
+
+// UDPPort is the port the shared ICE socket listens on.
+func (r *RTC) UDPPort() int {
+	for _, a := range r.mux.GetListenAddresses() {
+		if u, ok := a.(*net.UDPAddr); ok {
+			return u.Port
+		}
+	}
+	return 0
+}
+
+// ICEServers returns the configured ICE server URLs.
+func (r *RTC) ICEServers() []string { return r.cfg.ICEServers }
+
+// NewPeerConnection makes a peer connection whose codecs are exactly those
+// registered in me, with NACK, RTCP reports and TWCC interceptors.
+func (r *RTC) NewPeerConnection(me *webrtc.MediaEngine) (*webrtc.PeerConnection, error) {
+	var se webrtc.SettingEngine
+	se.SetICEUDPMux(r.mux)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIncludeLoopbackCandidate(true)
+	// Every peer already knows our candidates from the answer; mDNS names
+	// would only hide them.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// A publisher that vanishes without DELETE is noticed by consent
+	// freshness within failedTimeout and its recording finalized.
+	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
+	if len(r.cfg.NAT1To1IPs) > 0 {
+		se.SetNAT1To1IPs(r.cfg.NAT1To1IPs, webrtc.ICECandidateTypeHost)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+		return nil, fmt.Errorf("registering interceptors: %w", err)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating peer connection: %w", err)
+	}
+	return pc, nil
+}
+
+// Close releases the shared UDP port.
+func (r *RTC) Close() error { return r.mux.Close() }
