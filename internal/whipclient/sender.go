@@ -1,0 +1,164 @@
+package whipclient
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v3"
+
+	"github.com/reel-gateway/reel/internal/testmedia"
+)
+
+// rtpMTU is the RTP packet size budget (header + payload) used for
+// packetizing, leaving room for SRTP and extensions in a 1500-byte path.
+const rtpMTU = 1200
+
+// SendStats counts what one track sent and the feedback it got back.
+type SendStats struct {
+	Packets uint64
+	Bytes   uint64 // RTP payload bytes
+	Frames  uint64 // samples (video frames / Opus packets) sent
+	PLIs    uint64
+	FIRs    uint64
+	NACKs   uint64 // NACK RTCP packets received
+	// NACKedPackets is the number of sequence numbers asked for again.
+	NACKedPackets uint64
+}
+
+// sendCounters is the atomic form of SendStats.
+type sendCounters struct {
+	packets, bytes, frames, plis, firs, nacks, nackedPackets atomic.Uint64
+}
+
+func (c *sendCounters) snapshot() SendStats {
+	return SendStats{
+		Packets: c.packets.Load(), Bytes: c.bytes.Load(), Frames: c.frames.Load(),
+		PLIs: c.plis.Load(), FIRs: c.firs.Load(), NACKs: c.nacks.Load(),
+		NACKedPackets: c.nackedPackets.Load(),
+	}
+}
+
+// trackSender paces the samples of one source onto one local track.
+type trackSender struct {
+	src        *mediaSource
+	track      *webrtc.TrackLocalStaticRTP
+	rtpSender  *webrtc.RTPSender
+	packetizer rtp.Packetizer
+	onPacket   func(*rtp.Packet)
+	counters   sendCounters
+}
+
+func newTrackSender(src *mediaSource, onPacket func(*rtp.Packet)) (*trackSender, error) {
+	track, err := webrtc.NewTrackLocalStaticRTP(src.codec.RTPCodecCapability, src.kind, "reel-whipclient")
+	if err != nil {
+		return nil, fmt.Errorf("creating %s track: %w", src.kind, err)
+	}
+	packetizer := rtp.NewPacketizer(rtpMTU, uint8(src.codec.PayloadType), randomSSRC(),
+		src.payloader, rtp.NewRandomSequencer(), src.codec.ClockRate)
+	return &trackSender{src: src, track: track, packetizer: packetizer, onPacket: onPacket}, nil
+}
+
+// schedule says when sending stops: at until (if set), or after one pass of
+// the samples unless loop is set.
+type schedule struct {
+	start time.Time
+	until time.Time
+	loop  bool
+}
+
+// run sends samples in real time: sample i goes out at start plus the sum
+// of the durations before it, so timer jitter never accumulates. It returns
+// nil when the schedule is over or ctx ends, and an error if a write fails.
+func (s *trackSender) run(ctx context.Context, sched schedule) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	samples := s.src.samples
+	next := sched.start
+	for i := 0; ; i++ {
+		if i == len(samples) {
+			if !sched.loop {
+				return nil
+			}
+			i = 0
+		}
+		if !sched.until.IsZero() && !next.Before(sched.until) {
+			return nil
+		}
+		if !sleepUntil(ctx, timer, next) {
+			return nil
+		}
+		if err := s.sendSample(samples[i]); err != nil {
+			return err
+		}
+		next = next.Add(samples[i].Duration)
+	}
+}
+
+// sleepUntil waits until t; it returns false if ctx ended first.
+func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
+	if d := time.Until(t); d > 0 {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
+func (s *trackSender) sendSample(sample testmedia.Sample) error {
+	ticks := uint32(sample.Duration * time.Duration(s.src.codec.ClockRate) / time.Second)
+	for _, pkt := range s.packetizer.Packetize(sample.Data, ticks) {
+		if s.onPacket != nil {
+			s.onPacket(pkt)
+		}
+		if err := s.track.WriteRTP(pkt); err != nil {
+			return fmt.Errorf("writing %s RTP packet: %w", s.src.kind, err)
+		}
+		s.counters.packets.Add(1)
+		s.counters.bytes.Add(uint64(len(pkt.Payload)))
+	}
+	s.counters.frames.Add(1)
+	return nil
+}
+
+// readRTCP drains RTCP from the RTPSender (needed for interceptors such as
+// the NACK responder to run) and counts PLI, FIR and NACK until the sender
+// is closed.
+func (s *trackSender) readRTCP() {
+	for {
+		pkts, _, err := s.rtpSender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			s.countRTCP(pkt)
+		}
+	}
+}
+
+func (s *trackSender) countRTCP(pkt rtcp.Packet) {
+	switch p := pkt.(type) {
+	case *rtcp.PictureLossIndication:
+		s.counters.plis.Add(1)
+	case *rtcp.FullIntraRequest:
+		s.counters.firs.Add(1)
+	case *rtcp.TransportLayerNack:
+		s.counters.nacks.Add(1)
+		for _, pair := range p.Nacks {
+			s.counters.nackedPackets.Add(uint64(len(pair.PacketList())))
+		}
+	}
+}
+
+// randomSSRC picks a packetizer SSRC; TrackLocalStaticRTP rewrites it with
+// the negotiated one, so it only needs to be non-zero.
+func randomSSRC() uint32 {
+	return rand.Uint32() | 1
+}

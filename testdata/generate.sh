@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Regenerates the media fixtures used by internal/testmedia and the end-to-end
+# tests. Every file is synthetic (ffmpeg lavfi sources), so the output is
+# reproducible enough and carries no licensing baggage.
+#
+# Usage: testdata/generate.sh            (writes next to this script)
+#
+# Needs ffmpeg built with libvpx, libx264, libopus and, for av1.ivf, an AV1
+# encoder (libaom-av1 or libsvtav1). Each fixture must stay below 400 KB.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+
+FF=(ffmpeg -hide_banner -loglevel error -y)
+SIZE=640x360
+FPS=30
+
+video_src() { # $1 = seconds
+	echo "testsrc2=size=${SIZE}:rate=${FPS}:duration=$1"
+}
+
+# VP8: realtime, no alt-ref / lag so every IVF frame is a shown frame.
+"${FF[@]}" -f lavfi -i "$(video_src 6)" -pix_fmt yuv420p \
+	-c:v libvpx -deadline realtime -cpu-used 8 -auto-alt-ref 0 -lag-in-frames 0 \
+	-b:v 300k -maxrate 300k -bufsize 300k -g 30 -keyint_min 30 \
+	-f ivf vp8.ivf
+
+# H.264 High profile as OBS sends it: no B-frames, 4 slices per picture,
+# SPS/PPS repeated in front of every IDR (repeat-headers=1). threads=4 pins
+# the slice count: with zerolatency's sliced threads x264 otherwise uses one
+# slice per thread and ignores slices=4 on a 2-core machine.
+"${FF[@]}" -f lavfi -i "$(video_src 6)" -pix_fmt yuv420p \
+	-c:v libx264 -profile:v high -preset veryfast -tune zerolatency -bf 0 \
+	-b:v 400k -maxrate 400k -bufsize 400k \
+	-x264-params slices=4:threads=4:keyint=30:min-keyint=30:scenecut=0:repeat-headers=1 \
+	-f h264 h264.h264
+
+# H.264 Constrained Baseline, single slice (threads=1, see above), 3 s.
+"${FF[@]}" -f lavfi -i "$(video_src 3)" -pix_fmt yuv420p \
+	-c:v libx264 -profile:v baseline -preset veryfast -tune zerolatency -bf 0 \
+	-b:v 400k -maxrate 400k -bufsize 400k \
+	-x264-params slices=1:threads=1:keyint=30:min-keyint=30:scenecut=0:repeat-headers=1 \
+	-f h264 h264-baseline.h264
+
+# Opus: 440 Hz left, 660 Hz right, 20 ms frames. -page_duration 20000 puts
+# exactly one Opus packet on each Ogg page, which is what pion's oggreader
+# (page-oriented, no packet split) needs.
+"${FF[@]}" -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=6" \
+	-f lavfi -i "sine=frequency=660:sample_rate=48000:duration=6" \
+	-filter_complex "[0:a][1:a]amerge=inputs=2[a]" -map "[a]" \
+	-c:a libopus -b:a 64k -frame_duration 20 -application audio \
+	-page_duration 20000 -f ogg opus.ogg
+
+# VP9 profile 0: realtime, no alt-ref, keyframe every 30 frames.
+"${FF[@]}" -f lavfi -i "$(video_src 3)" -pix_fmt yuv420p \
+	-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -row-mt 1 \
+	-auto-alt-ref 0 -lag-in-frames 0 -error-resilient 1 \
+	-b:v 300k -maxrate 300k -bufsize 300k -g 30 -keyint_min 30 \
+	-f ivf vp9.ivf
+
+# AV1: prefer libaom-av1 in realtime mode, fall back to SVT-AV1.
+encoders="$(ffmpeg -hide_banner -encoders 2>/dev/null)"
+if grep -q libaom-av1 <<<"$encoders"; then
+	"${FF[@]}" -f lavfi -i "$(video_src 3)" -pix_fmt yuv420p \
+		-c:v libaom-av1 -usage realtime -cpu-used 8 -lag-in-frames 0 \
+		-b:v 300k -maxrate 300k -bufsize 300k -g 30 -keyint_min 30 \
+		-f ivf av1.ivf
+elif grep -q libsvtav1 <<<"$encoders"; then
+	"${FF[@]}" -f lavfi -i "$(video_src 3)" -pix_fmt yuv420p \
+		-c:v libsvtav1 -preset 12 -b:v 300k -g 30 \
+		-svtav1-params pred-struct=1:lookahead=0 \
+		-f ivf av1.ivf
+else
+	echo "no AV1 encoder in this ffmpeg: av1.ivf not regenerated" >&2
+fi
+
+ls -l vp8.ivf h264.h264 h264-baseline.h264 opus.ogg vp9.ivf av1.ivf 2>/dev/null
