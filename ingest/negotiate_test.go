@@ -1,0 +1,149 @@
+package ingest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// obsOffer is shaped like the offer OBS 30 (libdatachannel) sends: H.264
+// with one profile, Opus, sendonly, no trickle, candidates inline.
+func obsOffer(profile, pm string) string {
+	return strings.ReplaceAll(`v=0
+o=rtc 3405376476 0 IN IP4 127.0.0.1
+s=-
+t=0 0
+a=group:BUNDLE 0 1
+a=msid-semantic:WMS *
+a=ice-options:ice2,trickle
+a=fingerprint:sha-256 3A:1B:4C:22:0B:6F:F4:52:0E:3D:5A:2C:6B:11:9E:44:7D:AC:09:12:33:98:E1:6A:2F:0D:B5:C3:77:41:68:90
+m=audio 53711 UDP/TLS/RTP/SAVPF 111
+c=IN IP4 127.0.0.1
+a=mid:0
+a=sendonly
+a=ssrc:1111 cname:obs
+a=rtcp-mux
+a=rtpmap:111 opus/48000/2
+a=fmtp:111 minptime=10;maxaveragebitrate=96000;stereo=1;sprop-stereo=1;useinbandfec=1
+a=setup:actpass
+a=ice-ufrag:abcd
+a=ice-pwd:abcdefghijklmnopqrstuvwx
+a=candidate:1 1 UDP 2122317823 127.0.0.1 53711 typ host
+a=end-of-candidates
+m=video 53711 UDP/TLS/RTP/SAVPF 96
+c=IN IP4 127.0.0.1
+a=mid:1
+a=sendonly
+a=ssrc:2222 cname:obs
+a=rtcp-mux
+a=rtpmap:96 H264/90000
+a=rtcp-fb:96 nack
+a=rtcp-fb:96 nack pli
+a=fmtp:96 profile-level-id=PROFILE;packetization-mode=PM;level-asymmetry-allowed=1
+a=setup:actpass
+a=ice-ufrag:abcd
+a=ice-pwd:abcdefghijklmnopqrstuvwx
+`, "PROFILE", profile)
+}
+
+func TestNegotiateEveryH264VariantOBSAndFFmpegSend(t *testing.T) {
+	for _, profile := range []string{"42e01f", "42001f", "4d001f", "4d0032", "640032", "64001f", "640c1f"} {
+		for _, pm := range []string{"0", "1"} {
+			t.Run(profile+"/pm"+pm, func(t *testing.T) {
+				offer := strings.ReplaceAll(strings.ReplaceAll(obsOffer(profile, pm), "PM", pm), "\n", "\r\n")
+				sd, err := parseOffer([]byte(offer))
+				if err != nil {
+					t.Fatal(err)
+				}
+				tracks, _, err := negotiate(sd, DefaultPreferences(), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(tracks) != 2 || tracks[1].Codec != H264 || !strings.Contains(tracks[1].Fmtp, profile) || tracks[1].PayloadType != 96 {
+					t.Fatalf("tracks %+v %+v", tracks[0], tracks[1])
+				}
+			})
+		}
+	}
+}
+
+func TestPickFormatPrefersPacketizationMode1(t *testing.T) {
+	offered := []offeredFormat{
+		{pt: 100, codec: H264, fmtp: "profile-level-id=42e01f;packetization-mode=0"},
+		{pt: 102, codec: H264, fmtp: "profile-level-id=42e01f;packetization-mode=1"},
+		{pt: 96, codec: VP8},
+	}
+	f, _ := pickFormat(offered, []Codec{H264, VP8})
+	if f.pt != 102 {
+		t.Fatalf("picked %d", f.pt)
+	}
+	f, _ = pickFormat(offered, []Codec{VP8, H264})
+	if f.pt != 96 {
+		t.Fatalf("with VP8 preferred picked %d", f.pt)
+	}
+	if _, ok := pickFormat([]offeredFormat{{pt: 97, codec: H264, fmtp: "packetization-mode=2"}}, []Codec{H264}); ok {
+		t.Fatal("accepted interleaved mode")
+	}
+}
+
+func TestParseSDPFrag(t *testing.T) {
+	frag := "a=ice-options:trickle ice2\r\na=group:BUNDLE 0 1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n" +
+		"a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n" +
+		"a=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0 ufrag EsAw network-id 1\r\n" +
+		"a=candidate:3471623853 1 udp 2122194687 198.51.100.2 61765 typ host generation 0 ufrag EsAw network-id 2\r\n" +
+		"a=end-of-candidates\r\n"
+	f, err := parseSDPFrag([]byte(frag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.ufrag != "EsAw" || f.pwd != "P2uYro0UCOQ4zxjKXaWCBui1" || len(f.candidates) != 2 || *f.candidates[0].SDPMid != "0" {
+		t.Fatalf("%+v", f)
+	}
+	if !strings.HasPrefix(f.candidates[1].Candidate, "candidate:3471623853") {
+		t.Fatalf("candidate %q", f.candidates[1].Candidate)
+	}
+	for _, bad := range []string{"garbage", strings.Repeat("a=x\r\n", 5000)} {
+		if _, err := parseSDPFrag([]byte(bad)); err == nil {
+			t.Errorf("accepted %q", bad[:min(len(bad), 20)])
+		}
+	}
+}
+
+func TestETagMatching(t *testing.T) {
+	for _, c := range []struct {
+		ifMatch string
+		ok      bool
+	}{{`"abc"`, true}, {`*`, true}, {`"x", "abc"`, true}, {`W/"abc"`, false}, {`"abd"`, false}} {
+		if got := etagMatches(c.ifMatch, `"abc"`); got != c.ok {
+			t.Errorf("If-Match %s: %v", c.ifMatch, got)
+		}
+	}
+}
+
+func TestKeyframeDetection(t *testing.T) {
+	cases := []struct {
+		codec Codec
+		p     []byte
+		want  bool
+	}{
+		{H264, []byte{0x65, 0x88}, true},                               // IDR
+		{H264, []byte{0x67, 0x64}, true},                               // SPS
+		{H264, []byte{0x41, 0x9a}, false},                              // non-IDR slice
+		{H264, []byte{0x7c, 0x85, 0x88}, true},                         // FU-A start of IDR
+		{H264, []byte{0x7c, 0x05, 0x88}, false},                        // FU-A middle
+		{H264, []byte{0x78, 0, 2, 0x67, 0x64, 0, 2, 0x68, 0xee}, true}, // STAP-A with SPS
+		{VP8, []byte{0x10, 0x00, 0x9d}, true},                          // S=1 PID=0, P=0
+		{VP8, []byte{0x10, 0x01, 0x9d}, false},                         // interframe
+		{VP8, []byte{0x90, 0x80, 0x81, 0x23, 0x00}, true},              // X, I with 15-bit picture id
+		{VP8, []byte{0x00, 0x00}, false},                               // not a partition start
+		{VP9, []byte{0x08 | 0x80}, true},                               // B, P=0
+		{VP9, []byte{0x08 | 0x40}, false},                              // B, P=1
+		{AV1, []byte{0x08}, true}, {AV1, []byte{0x00}, false}, {VP8, nil, false},
+	}
+	for i, c := range cases {
+		if got := IsKeyframeStart(c.codec, c.p); got != c.want {
+			t.Errorf("case %d (%s % x): %v", i, c.codec, c.p, got)
+		}
+	}
+	_ = fmt.Sprint()
+}
