@@ -76,7 +76,9 @@ type Stream struct {
 	done  chan struct{}
 	once  sync.Once
 
-	lastKeyframeReq  atomic.Int64
+	keyframeMu       sync.Mutex
+	lastKeyframeReq  time.Time
+	keyframeTimer    *time.Timer
 	keyframeRequests atomic.Uint64
 	badPackets       atomic.Uint64
 }
@@ -151,13 +153,35 @@ func (s *Stream) removeSubscription(sub *Subscription) {
 // Subscriptions returns a snapshot of the current subscriptions.
 func (s *Stream) Subscriptions() []*Subscription { return *s.subs.Load() }
 
-// RequestKeyframe asks the publisher for a keyframe unless one was asked
-// for in the last keyframeInterval.
+// RequestKeyframe asks the publisher for a keyframe. Requests closer than
+// keyframeInterval are merged: the first goes out at once and one more at
+// the end of the interval, so a crowd joining costs two keyframes and the
+// last to join still gets one sent after it joined.
 func (s *Stream) RequestKeyframe() {
-	now := time.Now().UnixNano()
-	last := s.lastKeyframeReq.Load()
-	if now-last < int64(keyframeInterval) || !s.lastKeyframeReq.CompareAndSwap(last, now) {
+	s.keyframeMu.Lock()
+	defer s.keyframeMu.Unlock()
+	since := time.Since(s.lastKeyframeReq)
+	if since >= keyframeInterval {
+		s.lastKeyframeReq = time.Now()
+		s.sendKeyframeRequest()
 		return
+	}
+	if s.keyframeTimer == nil {
+		s.keyframeTimer = time.AfterFunc(keyframeInterval-since, func() {
+			s.keyframeMu.Lock()
+			s.keyframeTimer = nil
+			s.lastKeyframeReq = time.Now()
+			s.keyframeMu.Unlock()
+			s.sendKeyframeRequest()
+		})
+	}
+}
+
+func (s *Stream) sendKeyframeRequest() {
+	select {
+	case <-s.done:
+		return
+	default:
 	}
 	if s.spec.RequestKeyframe != nil {
 		s.keyframeRequests.Add(1)

@@ -97,7 +97,7 @@ func (w *WHIP) Publish(ctx context.Context, name string, offer []byte, remote st
 	w.sessions[p.ID] = p
 	w.mu.Unlock()
 	time.AfterFunc(w.cfg.ConnectTimeout, func() {
-		if pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		if !p.ended() && pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
 			p.log.Warn("publisher did not connect in time; ending session", "timeout", w.cfg.ConnectTimeout)
 			p.Close()
 		}
@@ -152,6 +152,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 		return
 	}
 	p.log.Debug("track started", "kind", track.Kind, "ssrc", uint32(remote.SSRC()))
+	track.ssrc.Store(uint32(remote.SSRC()))
 	// Reading RTCP lets the interceptors see sender reports.
 	go func() {
 		buf := make([]byte, MaxPacketSize)
@@ -162,7 +163,7 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 		}
 	}()
 	if track.Kind == Video {
-		p.requestKeyframe() // so the first recording cluster starts soon
+		p.Stream.RequestKeyframe() // so the recording starts soon
 	}
 	buf := make([]byte, MaxPacketSize)
 	for {
@@ -180,13 +181,23 @@ func (p *Publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 func (p *Publisher) requestKeyframe() {
 	for _, t := range p.tracks {
 		if t.Kind == Video && t.SSRC() != 0 {
-			_ = p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.SSRC()}})
+			err := p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: t.SSRC()}})
+			p.log.Debug("asked publisher for a keyframe", "ssrc", t.SSRC(), "err", err)
 		}
 	}
 }
 
 // Done is closed when the session has ended.
 func (p *Publisher) Done() <-chan struct{} { return p.done }
+
+func (p *Publisher) ended() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // Close ends the session: the peer connection closes, the stream ends and
 // its recording is finalized. Safe to call more than once.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -28,6 +29,9 @@ type Session struct {
 	tracks []*viewerTrack
 	once   sync.Once
 	done   chan struct{}
+	// connected gates forwarding: packets written before DTLS is up are
+	// lost, and a keyframe lost that way would leave the picture broken.
+	connected atomic.Bool
 }
 
 // viewerTrack forwards one stream track. out is reused for every packet so
@@ -61,7 +65,7 @@ func newSession(ctx context.Context, srv *Server, stream *ingest.Stream, offer [
 		return nil, nil, ErrNotLive
 	}
 	time.AfterFunc(srv.cfg.ConnectTimeout, func() {
-		if pc.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		if !sess.connected.Load() && pc.ConnectionState() != webrtc.PeerConnectionStateClosed {
 			sess.log.Info("viewer did not connect in time; ending session")
 			sess.Close()
 		}
@@ -84,10 +88,12 @@ func (sess *Session) answer(ctx context.Context, vts []ingest.ViewerTrack, offer
 		sess.tracks = append(sess.tracks, &viewerTrack{src: vt.Track, local: local, started: vt.Track.Kind != ingest.Video})
 	}
 	sess.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		sess.log.Debug("connection state", "state", s.String())
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
 			// Ask now, not at POST: the keyframe must arrive after the
 			// viewer can receive it.
+			sess.connected.Store(true)
 			sess.stream.RequestKeyframe()
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			sess.Close()
@@ -132,6 +138,9 @@ func (sess *Session) readRTCP(sender *webrtc.RTPSender) {
 
 // WritePacket implements ingest.Consumer.
 func (sess *Session) WritePacket(p *ingest.Packet) {
+	if !sess.connected.Load() {
+		return
+	}
 	for _, vt := range sess.tracks {
 		if vt.src != p.Track {
 			continue

@@ -88,8 +88,17 @@ func ProbeFile(ctx context.Context, target string, extra ...string) (*Probe, err
 // arguments, e.g. "-t 3") and returns an error if ffmpeg exits non-zero or
 // prints anything at level error.
 func Decode(ctx context.Context, target string, inputArgs ...string) error {
+	return decode(ctx, target, inputArgs, nil)
+}
+
+// SeekDecode seeks to at and decodes a few video frames from there.
+func SeekDecode(ctx context.Context, file string, at time.Duration) error {
+	return decode(ctx, file, []string{"-ss", fmt.Sprintf("%.3f", at.Seconds())}, []string{"-frames:v", "5"})
+}
+
+func decode(ctx context.Context, target string, inputArgs, outputArgs []string) error {
 	args := append([]string{"-nostdin", "-v", "error"}, inputArgs...)
-	args = append(args, "-i", target, "-f", "null", "-")
+	args = append(append(append(args, "-i", target), outputArgs...), "-f", "null", "-")
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -100,10 +109,6 @@ func Decode(ctx context.Context, target string, inputArgs ...string) error {
 	return nil
 }
 
-// SeekDecode seeks to at and decodes a few video frames from there.
-func SeekDecode(ctx context.Context, file string, at time.Duration) error {
-	return Decode(ctx, file, "-ss", fmt.Sprintf("%.3f", at.Seconds()), "-frames:v", "5")
-}
 
 // CountFrames decodes the video and returns the number of frames.
 func CountFrames(ctx context.Context, file string) (int, error) {
