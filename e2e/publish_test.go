@@ -16,10 +16,10 @@ import (
 // publishCase publishes fixture media for a few seconds with a WHEP viewer
 // watching, ends with DELETE, and judges the recording with ffprobe/ffmpeg.
 type publishCase struct {
-	name, video       string
-	separateParamSets bool
+	name, video        string
+	separateParamSets  bool
 	wantExt, wantCodec string
-	width, height     int
+	width, height      int
 }
 
 func TestPublishWatchRecord(t *testing.T) {

@@ -109,7 +109,6 @@ func decode(ctx context.Context, target string, inputArgs, outputArgs []string) 
 	return nil
 }
 
-
 // CountFrames decodes the video and returns the number of frames.
 func CountFrames(ctx context.Context, file string) (int, error) {
 	out, err := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
