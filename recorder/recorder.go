@@ -1,0 +1,207 @@
+// Package recorder writes live streams to files: every published stream is
+// recorded as WebM (VP8, VP9, AV1 with Opus) or Matroska (H.264), with
+// ebml-go, crash safe and with Cues and Duration once finalized.
+package recorder
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/reel-gateway/reel/ingest"
+)
+
+// Recording states, as in Info.State.
+const (
+	StateRecording = "recording"
+	StateFinished  = "finished"
+	StateFailed    = "failed"
+)
+
+// DefaultDir is where recordings go unless configured.
+const DefaultDir = "./recordings"
+
+// Config configures a Recorder.
+type Config struct {
+	// Dir is the recordings directory; DefaultDir if empty. Each stream
+	// gets a folder of its own inside it.
+	Dir string
+	// Enabled turns recording on; when false Record does nothing.
+	Enabled bool
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Info describes one recording. It is also the sidecar file's content.
+type Info struct {
+	// ID is the file's base name without extension, unique in Dir.
+	ID     string `json:"id"`
+	Stream string `json:"stream"`
+	// Path is where the file is now: "<name>.<ext>.part" while recording.
+	Path string `json:"path"`
+	// Container is "webm" or "mkv".
+	Container string `json:"container"`
+	// Codecs are lower-case codec names, video first ("h264", "opus").
+	Codecs     []string  `json:"codecs"`
+	Width      int       `json:"width,omitempty"`
+	Height     int       `json:"height,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end,omitzero"`
+	DurationMS int64     `json:"duration_ms"`
+	Size       int64     `json:"size"`
+	// State is StateRecording, StateFinished or StateFailed.
+	State string `json:"state"`
+	// Error says why a recording failed.
+	Error string `json:"error,omitempty"`
+}
+
+// Recorder records every published stream, one file per publication.
+type Recorder struct {
+	dir     string
+	enabled bool
+	log     *slog.Logger
+	// openFile creates a recording's .part file; tests replace it.
+	openFile func(name string) (osFile, error)
+	// wrap lets tests put a consumer between the stream and a recording.
+	wrap func(ingest.Consumer) ingest.Consumer
+
+	mu     sync.Mutex
+	active []*recording
+	closed bool
+}
+
+// New returns a Recorder writing to cfg.Dir, which it creates.
+func New(cfg Config) (*Recorder, error) {
+	if cfg.Dir == "" {
+		cfg.Dir = DefaultDir
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("resolving the recordings directory %s: %w", cfg.Dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the recordings directory: %w", err)
+	}
+	return &Recorder{dir: dir, enabled: cfg.Enabled, log: cfg.Logger, openFile: openPart}, nil
+}
+
+// Dir is the absolute recordings directory.
+func (r *Recorder) Dir() string { return r.dir }
+
+// Record starts recording s. It is meant as the hub's OnPublish hook: it
+// runs before the stream's first packet. It does nothing when recording is
+// disabled or the Recorder is closed.
+func (r *Recorder) Record(s *ingest.Stream) {
+	if !r.enabled {
+		return
+	}
+	log := r.log.With("stream", s.Name)
+	rc, err := newRecording(r, s)
+	if err != nil {
+		log.Warn("stream not recorded", "error", err)
+		return
+	}
+	var c ingest.Consumer = rc
+	if r.wrap != nil {
+		c = r.wrap(rc)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	sub, err := s.Subscribe(string(ingest.OutputRecord), c, 0)
+	if err != nil {
+		log.Warn("stream not recorded", "error", err)
+		return
+	}
+	rc.sub = sub
+	r.active = append(r.active, rc)
+	sub.RequestKeyframe()
+}
+
+// Active returns the recordings in progress (those that have started a
+// file), oldest first.
+func (r *Recorder) Active() []Info {
+	r.mu.Lock()
+	recs := slices.Clone(r.active)
+	r.mu.Unlock()
+	var out []Info
+	for _, rc := range recs {
+		if in := rc.info(); in.Path != "" && in.State == StateRecording {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// Close finalizes every active recording, for a graceful shutdown, and
+// stops recording new streams. Safe to call twice.
+func (r *Recorder) Close() {
+	r.mu.Lock()
+	r.closed = true
+	recs := slices.Clone(r.active)
+	r.mu.Unlock()
+	for _, rc := range recs {
+		// After Close the consumer is never called again, so finalize
+		// owns the recording.
+		rc.sub.Close()
+		rc.finalize(nil)
+	}
+}
+
+func (r *Recorder) remove(rc *recording) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active = slices.DeleteFunc(r.active, func(x *recording) bool { return x == rc })
+}
+
+// paths returns the folder for stream's files, created, and the base name
+// of a recording started at start.
+func (r *Recorder) paths(stream string, start time.Time) (dir, base string, err error) {
+	name := sanitizeName(stream)
+	dir = filepath.Join(r.dir, name)
+	if !strings.HasPrefix(dir, r.dir+string(filepath.Separator)) {
+		return "", "", errors.New("stream name escapes the recordings directory")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", fmt.Errorf("creating the stream's recordings directory: %w", err)
+	}
+	return dir, name + "_" + start.UTC().Format("20060102T150405Z"), nil
+}
+
+// maxNameLen keeps file names well under file system limits.
+const maxNameLen = 100
+
+// sanitizeName makes a stream name safe as one path element: letters,
+// digits, '.', '_' and '-' are kept, everything else becomes '_', and it
+// never starts with '.' (no "..", no hidden files).
+func sanitizeName(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if b.Len() >= maxNameLen {
+			break
+		}
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+			b.WriteRune(c)
+		case c == '.' && b.Len() > 0:
+			b.WriteRune(c)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "_"
+	}
+	return b.String()
+}
