@@ -1,0 +1,195 @@
+package rtsp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/internal/hubtest"
+)
+
+type probedStream struct {
+	CodecType string `json:"codec_type"`
+	CodecName string `json:"codec_name"`
+	Width     int    `json:"width"`
+	Height    int    `json:"height"`
+	Channels  int    `json:"channels"`
+}
+
+// ffprobe runs ffprobe on a URL and returns its streams.
+func ffprobe(t *testing.T, url string, transport string) ([]probedStream, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rtsp_transport", transport,
+		"-i", url, "-show_streams", "-of", "json")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Logf("ffprobe stderr: %s", stderr.String())
+		return nil, err
+	}
+	var res struct {
+		Streams []probedStream `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("ffprobe output %q: %v", out, err)
+	}
+	return res.Streams, nil
+}
+
+func findProbed(streams []probedStream, typ string) *probedStream {
+	for i := range streams {
+		if streams[i].CodecType == typ {
+			return &streams[i]
+		}
+	}
+	return nil
+}
+
+func TestFFprobeSeesRealCodecs(t *testing.T) {
+	needTool(t, "ffprobe")
+	for _, tc := range []struct {
+		codec ingest.Codec
+		name  string
+	}{
+		{ingest.H264, "h264"},
+		{ingest.VP8, "vp8"},
+		{ingest.VP9, "vp9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hub := ingest.NewHub(ingest.Reject)
+			publish(t, hub, "cam", hubtest.Source{Video: tc.codec, Audio: true, Loop: true})
+			s := startServer(t, hub, false)
+
+			streams, err := ffprobe(t, streamURL(s, "cam"), "tcp")
+			if err != nil {
+				t.Fatalf("ffprobe: %v", err)
+			}
+			v, a := findProbed(streams, "video"), findProbed(streams, "audio")
+			if v == nil || v.CodecName != tc.name || v.Width != 640 || v.Height != 360 {
+				t.Errorf("video: got %+v, want %s 640x360", v, tc.name)
+			}
+			if a == nil || a.CodecName != "opus" || a.Channels != 2 {
+				t.Errorf("audio: got %+v, want opus, 2 channels", a)
+			}
+		})
+	}
+}
+
+func TestFFmpegDecodesWithoutErrors(t *testing.T) {
+	needTool(t, "ffmpeg")
+	for _, transport := range []string{"tcp", "udp"} {
+		t.Run(transport, func(t *testing.T) {
+			hub := ingest.NewHub(ingest.Reject)
+			publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+			s := startServer(t, hub, true)
+
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", transport,
+				"-i", streamURL(s, "cam"), "-t", "3", "-f", "null", "-progress", "pipe:1", "-")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			progress, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("ffmpeg: %v\n%s", err, stderr.String())
+			}
+			if stderr.Len() > 0 {
+				t.Errorf("ffmpeg reported errors:\n%s", stderr.String())
+			}
+			// -progress ends with the totals. 3 s at 30 fps is 90 frames,
+			// less those before the first keyframe: the fixture publisher
+			// counts keyframe requests but keeps its 1 s GOP.
+			frames := lastProgress(progress, "frame")
+			t.Logf("ffmpeg over %s decoded %d video frames", transport, frames)
+			if frames < 45 {
+				t.Errorf("ffmpeg decoded %d video frames of 3 s at 30 fps, want at least 45", frames)
+			}
+		})
+	}
+}
+
+// lastProgress reads the last integer value of key in ffmpeg -progress output.
+func lastProgress(out []byte, key string) int {
+	n := -1
+	for line := range bytes.Lines(out) {
+		k, v, ok := bytes.Cut(bytes.TrimSpace(line), []byte("="))
+		if ok && string(k) == key {
+			if x, err := strconv.Atoi(string(v)); err == nil {
+				n = x
+			}
+		}
+	}
+	return n
+}
+
+func TestFFprobeUnknownStreamFails(t *testing.T) {
+	needTool(t, "ffprobe")
+	hub := ingest.NewHub(ingest.Reject)
+	s := startServer(t, hub, false)
+	if _, err := ffprobe(t, streamURL(s, "nobody"), "tcp"); err == nil {
+		t.Fatal("ffprobe of a stream that is not live succeeded")
+	}
+}
+
+func TestFFprobeWithToken(t *testing.T) {
+	needTool(t, "ffprobe")
+	hub := ingest.NewHub(ingest.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	s := startServer(t, hub, false, "s3cret")
+
+	if _, err := ffprobe(t, streamURL(s, "cam"), "tcp"); err == nil {
+		t.Error("ffprobe without credentials succeeded")
+	}
+	for name, url := range map[string]string{
+		"basic": "rtsp://viewer:s3cret@" + s.Addr() + "/cam",
+		"query": streamURL(s, "cam") + "?token=s3cret",
+	} {
+		streams, err := ffprobe(t, url, "tcp")
+		if err != nil {
+			t.Errorf("%s: ffprobe with the right token: %v", name, err)
+			continue
+		}
+		if v := findProbed(streams, "video"); v == nil || v.CodecName != "h264" {
+			t.Errorf("%s: video %+v", name, v)
+		}
+	}
+}
+
+func TestFFmpegEndsWhenPublisherLeaves(t *testing.T) {
+	needTool(t, "ffmpeg")
+	for _, transport := range []string{"tcp", "udp"} {
+		t.Run(transport, func(t *testing.T) {
+			hub := ingest.NewHub(ingest.Reject)
+			pub, stop := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+			s := startServer(t, hub, true)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", transport,
+				"-i", streamURL(s, "cam"), "-f", "null", "-")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			eventually(t, "ffmpeg plays", func() bool { return s.Readers("cam") == 1 })
+			stop()
+			<-pub.Done()
+			start := time.Now()
+			select {
+			case err := <-exited:
+				t.Logf("ffmpeg exited %v after the publisher left: %v", time.Since(start).Round(time.Millisecond), err)
+			case <-time.After(wait):
+				t.Fatal("ffmpeg still running after the publisher left")
+			}
+		})
+	}
+}

@@ -1,0 +1,115 @@
+package rtsp
+
+import (
+	"errors"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+)
+
+// handler answers gortsplib's callbacks: status codes and per-peer logs
+// live here; the stream bookkeeping lives in Server.
+type handler struct{ s *Server }
+
+var (
+	_ gortsplib.ServerHandlerOnDescribe     = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnSetup        = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnPlay         = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnSessionClose = (*handler)(nil)
+)
+
+// OnConnOpen implements gortsplib.ServerHandlerOnConnOpen.
+func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
+	h.s.log.Debug("RTSP connection opened", "peer", peer(ctx.Conn))
+}
+
+// OnConnClose implements gortsplib.ServerHandlerOnConnClose.
+func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	h.s.log.Debug("RTSP connection closed", "peer", peer(ctx.Conn), "reason", ctx.Error)
+}
+
+// OnDescribe implements gortsplib.ServerHandlerOnDescribe.
+func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	name := streamName(ctx.Path)
+	if res, err := h.s.authorize(ctx.Request, ctx.Query, name, peer(ctx.Conn)); res != nil {
+		return res, nil, err
+	}
+	ls, err := h.s.stream(name, true)
+	if err != nil {
+		return h.failed(err, name, ctx.Conn), nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, ls.rtsp, nil
+}
+
+// OnSetup implements gortsplib.ServerHandlerOnSetup.
+func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	name := streamName(ctx.Path)
+	if res, err := h.s.authorize(ctx.Request, ctx.Query, name, peer(ctx.Conn)); res != nil {
+		return res, nil, err
+	}
+	// Further medias of a session must use the stream of its first SETUP,
+	// even if the name was republished in between.
+	if st := ctx.Session.SetuppedStream(); st != nil {
+		return &base.Response{StatusCode: base.StatusOK}, st, nil
+	}
+	ls, err := h.s.stream(name, false)
+	if err != nil {
+		return h.failed(err, name, ctx.Conn), nil, nil
+	}
+	h.s.attach(ctx.Session, ls, peer(ctx.Conn))
+	return &base.Response{StatusCode: base.StatusOK}, ls.rtsp, nil
+}
+
+// OnPlay implements gortsplib.ServerHandlerOnPlay. It asks the publisher
+// for a keyframe so that the new reader sees a picture at once.
+func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	ls := h.s.play(ctx.Session)
+	if ls == nil {
+		return &base.Response{StatusCode: base.StatusNotFound}, nil
+	}
+	ls.src.RequestKeyframe()
+	transport := ""
+	if t := ctx.Session.SetuppedTransport(); t != nil {
+		transport = t.String()
+	}
+	ls.log.Info("RTSP reader started", "peer", peer(ctx.Conn), "transport", transport)
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnSessionClose implements gortsplib.ServerHandlerOnSessionClose.
+func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	if ls, peer := h.s.detach(ctx.Session); ls != nil {
+		ls.log.Info("RTSP reader left", "peer", peer, "reason", ctx.Error)
+	}
+}
+
+// OnStreamWriteError implements gortsplib.ServerHandlerOnStreamWriteError:
+// a reader's queue is full. gortsplib would log every occurrence itself.
+func (h *handler) OnStreamWriteError(ctx *gortsplib.ServerHandlerOnStreamWriteErrorCtx) {
+	h.s.log.Debug("RTSP reader falls behind; packet dropped for it", "err", ctx.Error)
+}
+
+// OnDecodeError implements gortsplib.ServerHandlerOnDecodeError.
+func (h *handler) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
+	h.s.log.Debug("RTSP reader sent an undecodable packet", "err", ctx.Error)
+}
+
+// failed turns a stream lookup error into a response.
+func (h *handler) failed(err error, name string, conn *gortsplib.ServerConn) *base.Response {
+	switch {
+	case errors.Is(err, errNotFound):
+		h.s.log.Debug("RTSP request for a stream that is not live", "stream", name, "peer", peer(conn))
+		return &base.Response{StatusCode: base.StatusNotFound}
+	case errors.Is(err, errClosed):
+		return &base.Response{StatusCode: base.StatusServiceUnavailable}
+	}
+	h.s.log.Warn("RTSP cannot serve the stream", "stream", name, "peer", peer(conn), "err", err)
+	return &base.Response{StatusCode: base.StatusInternalServerError}
+}
+
+func peer(c *gortsplib.ServerConn) string {
+	if c == nil || c.NetConn() == nil {
+		return ""
+	}
+	return c.NetConn().RemoteAddr().String()
+}

@@ -1,0 +1,189 @@
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	"github.com/pion/rtp"
+
+	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/internal/hubtest"
+)
+
+// wait is the bound of every poll in these tests; nothing here is timed.
+const wait = 15 * time.Second
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startServer runs a server on loopback: TCP on a port the kernel picks,
+// UDP on a free even/odd pair when udp is set.
+func startServer(t *testing.T, hub *ingest.Hub, udp bool, tokens ...string) *Server {
+	t.Helper()
+	cfg := Config{Addr: "127.0.0.1:0", ReadTokens: tokens, Logger: testLogger(t)}
+	if udp {
+		rtpPort := freeUDPPair(t)
+		cfg.UDPRTPAddr = fmt.Sprintf("127.0.0.1:%d", rtpPort)
+		cfg.UDPRTCPAddr = fmt.Sprintf("127.0.0.1:%d", rtpPort+1)
+	}
+	s, err := New(cfg, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// freeUDPPair finds an even UDP port whose successor is free too.
+func freeUDPPair(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		a, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.LocalAddr().(*net.UDPAddr).Port
+		if port%2 != 0 || port >= 65535 {
+			a.Close()
+			continue
+		}
+		b, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port+1))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return port
+	}
+	t.Fatal("no free UDP port pair")
+	return 0
+}
+
+// publish starts a looping fixture publication that stops with the test.
+func publish(t *testing.T, hub *ingest.Hub, name string, src hubtest.Source) (*hubtest.Publisher, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := hubtest.Publish(ctx, hub, name, src)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-p.Done()
+	})
+	return p, cancel
+}
+
+// needTool skips when an ffmpeg tool is missing, except in CI.
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+}
+
+func streamURL(s *Server, name string) string { return "rtsp://" + s.Addr() + "/" + name }
+
+// reader is a gortsplib client playing a stream.
+type reader struct {
+	c       *gortsplib.Client
+	desc    *description.Session
+	packets atomic.Int64
+	last    atomic.Pointer[rtp.Packet]
+	done    chan error
+}
+
+// play connects a gortsplib client to rawURL and starts playing.
+func play(t *testing.T, rawURL string, transport gortsplib.Transport) (*reader, error) {
+	t.Helper()
+	u, err := base.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &reader{c: &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &transport}, done: make(chan error, 1)}
+	if err := r.c.Start2(); err != nil {
+		return nil, err
+	}
+	desc, _, err := r.c.Describe(u)
+	if err != nil {
+		r.c.Close()
+		return nil, err
+	}
+	r.desc = desc
+	if err := r.c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		r.c.Close()
+		return nil, err
+	}
+	r.c.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
+		r.packets.Add(1)
+		r.last.Store(pkt.Clone())
+	})
+	if _, err := r.c.Play(nil); err != nil {
+		r.c.Close()
+		return nil, err
+	}
+	go func() { r.done <- r.c.Wait() }()
+	t.Cleanup(r.c.Close)
+	return r, nil
+}
+
+// statusCode is the RTSP status of a failed client request, or 0.
+func statusCode(err error) base.StatusCode {
+	var bad liberrors.ErrClientBadStatusCode
+	if errors.As(err, &bad) {
+		return bad.Code
+	}
+	return 0
+}
+
+// eventually polls cond until it holds or wait passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// goroutinesSettle waits for the goroutine count to come back to base.
+func goroutinesSettle(t *testing.T, base int) {
+	t.Helper()
+	const slack = 2
+	deadline := time.Now().Add(wait)
+	for runtime.NumGoroutine() > base+slack {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d, baseline %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

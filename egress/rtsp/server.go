@@ -1,0 +1,334 @@
+package rtsp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/auth"
+
+	"github.com/reel-gateway/reel/ingest"
+)
+
+// Default listen addresses, as in the SPEC and in MediaMTX.
+const (
+	DefaultAddr        = ":8554"
+	DefaultUDPRTPAddr  = ":8000"
+	DefaultUDPRTCPAddr = ":8001"
+)
+
+const (
+	// paramsWait bounds how long a DESCRIBE of an H.264 stream waits for
+	// the SPS and PPS the SDP should carry.
+	paramsWait = 2 * time.Second
+	// defaultIdleTimeout is how long a live stream's ServerStream (and its
+	// hub subscription) is kept once nobody reads it.
+	defaultIdleTimeout = 30 * time.Second
+)
+
+var (
+	errNotFound = errors.New("no live stream with that name")
+	errClosed   = errors.New("the RTSP server is closed")
+)
+
+// Config configures the RTSP server.
+type Config struct {
+	// Addr is the TCP address for RTSP requests and interleaved media;
+	// "" means DefaultAddr. A port of 0 picks a free port (see Server.Addr).
+	Addr string
+	// UDPRTPAddr and UDPRTCPAddr enable the UDP transport; both or neither
+	// must be set, on consecutive ports with the RTP one even. "" disables
+	// UDP (readers then use TCP). DefaultConfig sets :8000 and :8001.
+	UDPRTPAddr, UDPRTCPAddr string
+	// ReadTokens, when non-empty, make readers authenticate: RTSP Basic
+	// auth with any user name and a token as the password, or ?token=...
+	// in the URL.
+	ReadTokens []string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig is the configuration the SPEC promises: RTSP on :8554 over
+// TCP, and UDP on :8000/:8001, without authentication.
+func DefaultConfig() Config {
+	return Config{Addr: DefaultAddr, UDPRTPAddr: DefaultUDPRTPAddr, UDPRTCPAddr: DefaultUDPRTCPAddr}
+}
+
+// Server serves the hub's live streams over RTSP.
+type Server struct {
+	cfg         Config
+	hub         *ingest.Hub
+	log         *slog.Logger
+	idleTimeout time.Duration
+
+	mu       sync.Mutex
+	rtsp     *gortsplib.Server
+	addr     net.Addr
+	streams  map[string]*liveStream // by stream name
+	sessions map[*gortsplib.ServerSession]*liveStream
+	started  bool
+	closed   bool
+	done     chan struct{} // closed by Close, ends DESCRIBEs' waits
+}
+
+// New checks cfg and returns a server that is not listening yet.
+func New(cfg Config, hub *ingest.Hub) (*Server, error) {
+	if hub == nil {
+		return nil, errors.New("rtsp: no hub")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if (cfg.UDPRTPAddr == "") != (cfg.UDPRTCPAddr == "") {
+		return nil, errors.New("rtsp: set both UDP RTP and RTCP addresses, or neither")
+	}
+	for _, t := range cfg.ReadTokens {
+		if t == "" {
+			return nil, errors.New("rtsp: empty read token")
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{
+		cfg:         cfg,
+		hub:         hub,
+		log:         log.With("component", "rtsp"),
+		idleTimeout: defaultIdleTimeout,
+		streams:     map[string]*liveStream{},
+		sessions:    map[*gortsplib.ServerSession]*liveStream{},
+		done:        make(chan struct{}),
+	}, nil
+}
+
+// Start listens for RTSP players.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	if s.started {
+		return errors.New("rtsp: server already started")
+	}
+	srv := &gortsplib.Server{
+		Handler:        &handler{s: s},
+		RTSPAddress:    s.cfg.Addr,
+		UDPRTPAddress:  s.cfg.UDPRTPAddr,
+		UDPRTCPAddress: s.cfg.UDPRTCPAddr,
+		// Only Basic: a token is checked against any user name, which
+		// Digest cannot do.
+		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
+		// Listen records the real address when the port is 0. It runs
+		// inside srv.Start, under s.mu.
+		Listen: func(network, address string) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			if err == nil {
+				s.addr = ln.Addr()
+			}
+			return ln, err
+		},
+	}
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("rtsp: listening on %s: %w", s.cfg.Addr, err)
+	}
+	s.rtsp = srv
+	s.started = true
+	s.log.Info("RTSP server listening", "addr", s.addr.String(), "udp", s.cfg.UDPRTPAddr != "",
+		"auth", len(s.cfg.ReadTokens) > 0)
+	return nil
+}
+
+// Close disconnects every reader and stops listening. Safe to call twice,
+// and before Start.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.done)
+	streams := make([]*liveStream, 0, len(s.streams))
+	for _, ls := range s.streams {
+		streams = append(streams, ls)
+		s.unbindLocked(ls)
+	}
+	srv := s.rtsp
+	s.mu.Unlock()
+
+	for _, ls := range streams {
+		ls.shutdown()
+	}
+	if srv != nil {
+		srv.Close()
+		s.log.Info("RTSP server closed")
+	}
+}
+
+// Addr is the TCP address the server listens on, "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.addr == nil {
+		return ""
+	}
+	return s.addr.String()
+}
+
+// Readers is the number of sessions playing the live stream called name.
+func (s *Server) Readers(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := s.streams[name]
+	if ls == nil {
+		return 0
+	}
+	n := 0
+	for _, r := range ls.sessions {
+		if r.playing {
+			n++
+		}
+	}
+	return n
+}
+
+// stream returns the RTSP side of the live stream called name, binding one
+// to the hub stream on first use. With waitParams it first gives an H.264
+// publisher up to paramsWait to send SPS and PPS, for the SDP.
+func (s *Server) stream(name string, waitParams bool) (*liveStream, error) {
+	src := s.hub.Get(name)
+	if src == nil {
+		return nil, errNotFound
+	}
+	if waitParams {
+		waitH264Params(src, paramsWait, s.done)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.started {
+		return nil, errClosed
+	}
+	if ls := s.streams[name]; ls != nil && ls.src == src {
+		ls.lastUse = time.Now()
+		ls.refreshParams()
+		return ls, nil
+	}
+	// Either the first reader, or the name was published anew and the old
+	// binding is on its way out (its StreamEnded runs soon).
+	ls, err := newLiveStream(s.rtsp, src, s.log, s.streamEnded)
+	if err != nil {
+		if errors.Is(err, ingest.ErrStreamEnded) {
+			return nil, errNotFound
+		}
+		return nil, err
+	}
+	s.streams[name] = ls
+	s.armIdle(ls)
+	ls.log.Info("RTSP restream started")
+	return ls, nil
+}
+
+// streamEnded runs on the subscription's goroutine when the publisher has
+// gone: it forgets the stream and disconnects its readers.
+func (s *Server) streamEnded(ls *liveStream) {
+	s.mu.Lock()
+	s.unbindLocked(ls)
+	s.mu.Unlock()
+	ls.closeRTSP()
+	ls.log.Info("RTSP restream ended: the publisher left")
+}
+
+// attach binds a session that has SETUP a media of ls.
+func (s *Server) attach(ss *gortsplib.ServerSession, ls *liveStream, peer string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessions[ss] = ls
+	if ls.sessions[ss] == nil {
+		ls.sessions[ss] = &readerState{peer: peer}
+	}
+	ls.lastUse = time.Now()
+}
+
+// play marks a session as reading and returns its stream, or nil.
+func (s *Server) play(ss *gortsplib.ServerSession) *liveStream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := s.sessions[ss]
+	if ls != nil {
+		ls.sessions[ss].playing = true
+	}
+	return ls
+}
+
+// detach forgets a closed session and returns the stream it read and the
+// reader's address, or nil.
+func (s *Server) detach(ss *gortsplib.ServerSession) (*liveStream, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := s.sessions[ss]
+	if ls == nil {
+		return nil, ""
+	}
+	peer := ls.sessions[ss].peer
+	delete(s.sessions, ss)
+	delete(ls.sessions, ss)
+	ls.lastUse = time.Now()
+	if len(ls.sessions) == 0 {
+		s.armIdle(ls)
+	}
+	return ls, peer
+}
+
+// unbindLocked forgets ls as the RTSP side of its stream name and stops its
+// idle timer. Called with s.mu held.
+func (s *Server) unbindLocked(ls *liveStream) {
+	if s.streams[ls.name] == ls {
+		delete(s.streams, ls.name)
+	}
+	if ls.idle != nil {
+		ls.idle.Stop()
+	}
+}
+
+// armIdle (re)starts the timer that unbinds ls once nobody has used it for
+// idleTimeout. Called with s.mu held.
+func (s *Server) armIdle(ls *liveStream) {
+	if s.closed || s.streams[ls.name] != ls {
+		return // already unbound
+	}
+	if ls.idle == nil {
+		ls.idle = time.AfterFunc(s.idleTimeout, func() { s.closeIfIdle(ls) })
+		return
+	}
+	ls.idle.Reset(s.idleTimeout)
+}
+
+// closeIfIdle unbinds ls from the hub when it still has no session: its
+// ServerStream costs a copy of every packet even with nobody reading.
+func (s *Server) closeIfIdle(ls *liveStream) {
+	s.mu.Lock()
+	if s.streams[ls.name] != ls || len(ls.sessions) > 0 {
+		s.mu.Unlock()
+		return
+	}
+	if rest := s.idleTimeout - time.Since(ls.lastUse); rest > 0 {
+		ls.idle.Reset(rest) // a DESCRIBE came in meanwhile
+		s.mu.Unlock()
+		return
+	}
+	s.unbindLocked(ls)
+	s.mu.Unlock()
+	ls.shutdown()
+	ls.log.Info("RTSP restream stopped: no readers")
+}
+
+// streamName turns a request path ("/cam", "/cam/") into a stream name.
+func streamName(path string) string { return strings.Trim(path, "/") }

@@ -1,0 +1,480 @@
+package rtsp
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/textproto"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/pion/rtp"
+
+	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testmedia"
+)
+
+func TestUnknownStreamIs404(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	s := startServer(t, hub, false)
+	_, err := play(t, streamURL(s, "nobody"), gortsplib.TransportTCP)
+	if code := statusCode(err); code != base.StatusNotFound {
+		t.Fatalf("DESCRIBE of a stream that is not live: %v (status %d), want 404", err, code)
+	}
+}
+
+func TestEveryCodecIsDescribedAndForwarded(t *testing.T) {
+	for _, codec := range []ingest.Codec{ingest.H264, ingest.VP8, ingest.VP9, ingest.AV1} {
+		t.Run(string(codec), func(t *testing.T) {
+			hub := ingest.NewHub(ingest.Reject)
+			publish(t, hub, "cam", hubtest.Source{Video: codec, Audio: true, Loop: true})
+			s := startServer(t, hub, false)
+			r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var video, audio format.Format
+			for _, m := range r.desc.Medias {
+				switch m.Type {
+				case "video":
+					video = m.Formats[0]
+				case "audio":
+					audio = m.Formats[0]
+				}
+			}
+			if video == nil || video.Codec() != string(codec) {
+				t.Errorf("video format %v, want %s", video, codec)
+			}
+			if h, ok := video.(*format.H264); ok {
+				if sps, pps := h.SafeParams(); sps == nil || pps == nil || h.PacketizationMode != 1 {
+					t.Errorf("H.264 format lacks parameter sets or packetization mode: %+v", h)
+				}
+			}
+			if o, ok := audio.(*format.Opus); !ok || o.ClockRate() != 48000 || o.ChannelCount != 2 {
+				t.Errorf("audio format %#v, want Opus 48000/2", audio)
+			}
+			for _, m := range r.desc.Medias {
+				if pt := m.Formats[0].PayloadType(); pt < 96 || pt > 127 {
+					t.Errorf("%s declared with static payload type %d", m.Formats[0].Codec(), pt)
+				}
+			}
+			eventually(t, "packets at the reader", func() bool { return r.packets.Load() > 50 })
+		})
+	}
+}
+
+// TestForwardingRewritesHeader publishes hand-made packets: a payload type
+// below 96, as Chrome uses for AV1, and a header extension.
+func TestForwardingRewritesHeader(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.VP8, PayloadType: 45, ClockRate: 90000}
+	src, err := hub.Publish("cam", ingest.PublishSpec{Session: "test", Tracks: []*ingest.Track{track}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	s := startServer(t, hub, false)
+	r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt := r.desc.Medias[0].Formats[0].PayloadType(); pt != 96 {
+		t.Fatalf("declared payload type %d, want 96", pt)
+	}
+
+	in := rtp.Packet{
+		Header:  rtp.Header{Version: 2, PayloadType: 45, SequenceNumber: 1000, Timestamp: 123456, SSRC: 42, Marker: true},
+		Payload: []byte{0x10, 0x00, 0x9d, 0x01, 0x2a},
+	}
+	if err := in.SetExtension(3, []byte{0xaa, 0xbb}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := in.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep sending: the reader may still be settling when the first goes.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				_ = src.WriteRTP(track, raw, time.Now())
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+
+	eventually(t, "a forwarded packet", func() bool { return r.last.Load() != nil })
+	got := r.last.Load()
+	if got.PayloadType != 96 || got.Extension || len(got.Extensions) != 0 {
+		t.Errorf("header: payload type %d, extension %v %v; want 96 and none", got.PayloadType, got.Extension, got.Extensions)
+	}
+	if got.SequenceNumber != 1000 || got.Timestamp != 123456 || !got.Marker || !bytes.Equal(got.Payload, in.Payload) {
+		t.Errorf("packet changed: %+v", got)
+	}
+}
+
+func TestManyReaders(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	s := startServer(t, hub, false)
+
+	const n = 20
+	readers := make([]*reader, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { readers[i], errs[i] = play(t, streamURL(s, "cam"), gortsplib.TransportTCP) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("reader %d: %v", i, err)
+		}
+	}
+	eventually(t, "every reader receives packets", func() bool {
+		for _, r := range readers {
+			if r.packets.Load() < 10 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := s.Readers("cam"); got != n {
+		t.Errorf("Readers = %d, want %d", got, n)
+	}
+	// One hub subscription serves all of them.
+	rtspSubs := 0
+	for _, sub := range pub.Stream.Subscriptions() {
+		if sub.Kind == "rtsp" {
+			rtspSubs++
+		}
+	}
+	if rtspSubs != 1 {
+		t.Errorf("%d rtsp subscriptions on the hub stream, want 1", rtspSubs)
+	}
+
+	for _, r := range readers[:n/2] {
+		r.c.Close()
+	}
+	eventually(t, "Readers drops as readers leave", func() bool { return s.Readers("cam") == n-n/2 })
+}
+
+func TestPublisherLeavingEndsReaders(t *testing.T) {
+	base := runtime.NumGoroutine()
+	hub := ingest.NewHub(ingest.Reject)
+	s := startServer(t, hub, true)
+	pub, stop := publish(t, hub, "cam", hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+
+	var readers []*reader
+	for _, tr := range []gortsplib.Transport{gortsplib.TransportTCP, gortsplib.TransportUDP} {
+		r, err := play(t, streamURL(s, "cam"), tr)
+		if err != nil {
+			t.Fatalf("%v reader: %v", tr, err)
+		}
+		readers = append(readers, r)
+	}
+	eventually(t, "packets at both readers", func() bool {
+		return readers[0].packets.Load() > 0 && readers[1].packets.Load() > 0
+	})
+
+	stop()
+	<-pub.Done()
+	for i, r := range readers {
+		select {
+		case err := <-r.done:
+			t.Logf("reader %d ended: %v", i, err)
+		case <-time.After(wait):
+			t.Fatalf("reader %d still connected after the publisher left", i)
+		}
+	}
+	eventually(t, "the stream is unbound", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.streams) == 0 && len(s.sessions) == 0
+	})
+	if got := s.Readers("cam"); got != 0 {
+		t.Errorf("Readers = %d after the publisher left", got)
+	}
+
+	for _, r := range readers {
+		r.c.Close()
+	}
+	s.Close()
+	s.Close() // safe twice
+	goroutinesSettle(t, base)
+}
+
+func TestRepublishedStreamIsServedAgain(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	s := startServer(t, hub, false)
+	for round := range 2 {
+		_, stop := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Loop: true})
+		r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		eventually(t, "packets", func() bool { return r.packets.Load() > 0 })
+		stop()
+		select {
+		case <-r.done:
+		case <-time.After(wait):
+			t.Fatalf("round %d: reader not disconnected", round)
+		}
+	}
+}
+
+func TestCloseBeforeStart(t *testing.T) {
+	s, err := New(Config{}, ingest.NewHub(ingest.Reject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s.Close()
+	if err := s.Start(); err == nil {
+		t.Error("Start after Close succeeded")
+	}
+}
+
+func TestNewRejectsHalfUDP(t *testing.T) {
+	if _, err := New(Config{UDPRTPAddr: ":8000"}, ingest.NewHub(ingest.Reject)); err == nil {
+		t.Error("New accepted an RTP address without an RTCP one")
+	}
+}
+
+func TestAuth(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	s := startServer(t, hub, false, "other", "s3cret")
+
+	t.Run("challenge", func(t *testing.T) {
+		status, header := rawDescribe(t, s.Addr(), "rtsp://"+s.Addr()+"/cam", "")
+		if status != 401 || !strings.HasPrefix(header.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("got %d, WWW-Authenticate %q; want 401 with a Basic challenge", status, header.Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("no credentials", func(t *testing.T) {
+		_, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+		if code := statusCode(err); code != base.StatusUnauthorized {
+			t.Errorf("got %v, want 401", err)
+		}
+	})
+	t.Run("wrong token", func(t *testing.T) {
+		_, err := play(t, "rtsp://viewer:nope@"+s.Addr()+"/cam", gortsplib.TransportTCP)
+		if code := statusCode(err); code != base.StatusUnauthorized {
+			t.Errorf("got %v, want 401", err)
+		}
+		_, err = play(t, streamURL(s, "cam")+"?token=nope", gortsplib.TransportTCP)
+		if code := statusCode(err); code != base.StatusUnauthorized {
+			t.Errorf("query: got %v, want 401", err)
+		}
+	})
+	for name, url := range map[string]string{
+		"basic":           "rtsp://anyone:s3cret@" + s.Addr() + "/cam",
+		"query":           streamURL(s, "cam") + "?token=s3cret",
+		"second token":    "rtsp://x:other@" + s.Addr() + "/cam",
+		"unknown + token": "rtsp://x:s3cret@" + s.Addr() + "/nobody",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := play(t, url, gortsplib.TransportTCP)
+			if name == "unknown + token" {
+				if code := statusCode(err); code != base.StatusNotFound {
+					t.Errorf("got %v, want 404", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "packets", func() bool { return r.packets.Load() > 0 })
+		})
+	}
+}
+
+// rawDescribe sends one DESCRIBE by hand and returns the status and headers.
+func rawDescribe(t *testing.T, addr, url, authorization string) (int, textproto.MIMEHeader) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(wait))
+	req := "DESCRIBE " + url + " RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n"
+	if authorization != "" {
+		req += "Authorization: " + authorization + "\r\n"
+	}
+	if _, err := conn.Write([]byte(req + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	tp := textproto.NewReader(bufio.NewReader(conn))
+	line, err := tp.ReadLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status int
+	if _, err := fmt.Sscanf(line, "RTSP/1.0 %d", &status); err != nil {
+		t.Fatalf("status line %q: %v", line, err)
+	}
+	header, err := tp.ReadMIMEHeader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, header
+}
+
+func TestReaderJoiningRequestsKeyframe(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Loop: true})
+	s := startServer(t, hub, false)
+
+	first, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "packets", func() bool { return first.packets.Load() > 0 })
+	// The hub grants one request per 500 ms; let that window pass so the
+	// next request can only come from the second reader's PLAY.
+	time.Sleep(600 * time.Millisecond)
+	before := pub.KeyframeRequests.Load()
+	if _, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a keyframe request", func() bool { return pub.KeyframeRequests.Load() > before })
+}
+
+// TestDescribeWaitsForH264Params: a DESCRIBE that arrives before the
+// publisher sent SPS and PPS asks for a keyframe and answers once they come.
+func TestDescribeWaitsForH264Params(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	var requests atomic.Int64
+	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
+		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}
+	src, err := hub.Publish("cam", ingest.PublishSpec{Tracks: []*ingest.Track{track},
+		RequestKeyframe: func() { requests.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	s := startServer(t, hub, false)
+
+	sps, pps := fixtureParams(t)
+	go func() {
+		for requests.Load() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The publisher answers the request with a STAP-A carrying both.
+		payload := append([]byte{24, 0, byte(len(sps))}, sps...)
+		payload = append(payload, 0, byte(len(pps)))
+		payload = append(payload, pps...)
+		raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: 1}, Payload: payload}).Marshal()
+		_ = src.WriteRTP(track, raw, time.Now())
+	}()
+
+	u, _ := base.ParseURL(streamURL(s, "cam"))
+	c := gortsplib.Client{Scheme: u.Scheme, Host: u.Host}
+	if err := c.Start2(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ok := desc.Medias[0].Formats[0].(*format.H264)
+	if !ok {
+		t.Fatalf("format %T, want H264", desc.Medias[0].Formats[0])
+	}
+	if gotSPS, gotPPS := h.SafeParams(); !bytes.Equal(gotSPS, sps) || !bytes.Equal(gotPPS, pps) {
+		t.Errorf("SDP parameter sets %x %x, want %x %x", gotSPS, gotPPS, sps, pps)
+	}
+}
+
+// fixtureParams returns the SPS and PPS of testdata/h264.h264.
+func fixtureParams(t *testing.T) (sps, pps []byte) {
+	t.Helper()
+	samples, err := testmedia.ReadH264(filepath.Join(testmedia.Dir(), "h264.h264"), 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nal := range testmedia.SplitAnnexB(samples[0].Data) {
+		switch nal[0] & 0x1f {
+		case 7:
+			sps = nal
+		case 8:
+			pps = nal
+		}
+	}
+	if sps == nil || pps == nil {
+		t.Fatal("no SPS/PPS in the first access unit of h264.h264")
+	}
+	return sps, pps
+}
+
+func TestIdleStreamIsUnbound(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: ingest.VP8, Loop: true})
+	s := startServer(t, hub, false)
+	s.mu.Lock()
+	s.idleTimeout = 200 * time.Millisecond // before any stream exists
+	s.mu.Unlock()
+
+	r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "packets", func() bool { return r.packets.Load() > 0 })
+	time.Sleep(400 * time.Millisecond) // longer than idleTimeout: a reader keeps it
+	if s.Readers("cam") != 1 {
+		t.Fatal("the stream was unbound while read")
+	}
+	r.c.Close()
+	eventually(t, "the idle stream is unbound from the hub", func() bool {
+		for _, sub := range pub.Stream.Subscriptions() {
+			if sub.Kind == "rtsp" {
+				return false
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.streams) == 0
+	})
+	// And a new reader binds it again.
+	r2, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "packets after rebinding", func() bool { return r2.packets.Load() > 0 })
+}
+
+// TestDescribeWithoutH264Params: when SPS and PPS never come, DESCRIBE still
+// answers after its bounded wait; players then find them in-band.
+func TestDescribeWithoutH264Params(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
+		Fmtp: "packetization-mode=1"}
+	src, err := hub.Publish("cam", ingest.PublishSpec{Tracks: []*ingest.Track{track}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	s := startServer(t, hub, false)
+	status, _ := rawDescribe(t, s.Addr(), streamURL(s, "cam"), "")
+	if status != 200 {
+		t.Fatalf("DESCRIBE: %d, want 200", status)
+	}
+}

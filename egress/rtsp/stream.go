@@ -1,0 +1,265 @@
+package rtsp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
+	"github.com/pion/rtp"
+
+	"github.com/reel-gateway/reel/ingest"
+)
+
+// liveStream is one live stream bound to a gortsplib ServerStream: a single
+// hub subscription forwards every packet, and gortsplib fans it out to the
+// readers, each behind its own bounded write queue.
+type liveStream struct {
+	name string
+	src  *ingest.Stream
+	rtsp *gortsplib.ServerStream
+	outs []output
+	sub  *ingest.Subscription
+	log  *slog.Logger
+
+	// pkt is the outgoing packet, reused for every packet; only the
+	// subscription's goroutine touches it.
+	pkt       rtp.Packet
+	writeErrs atomic.Uint64
+	onEnd     func(*liveStream)
+	closeOnce sync.Once
+
+	// Guarded by Server.mu.
+	sessions map[*gortsplib.ServerSession]*readerState
+	lastUse  time.Time
+	idle     *time.Timer
+}
+
+// readerState is one RTSP session reading a liveStream.
+type readerState struct {
+	peer    string
+	playing bool // PLAY was accepted; until then the session only SETUP
+}
+
+// output is one forwarded track: the SDP media it is sent on and the
+// payload type the SDP declares for it.
+type output struct {
+	track *ingest.Track
+	media *description.Media
+	pt    uint8
+}
+
+// newLiveStream describes src's tracks, creates the ServerStream and
+// subscribes to src. onEnd runs on the subscription's goroutine when the
+// publisher leaves.
+func newLiveStream(srv *gortsplib.Server, src *ingest.Stream, log *slog.Logger,
+	onEnd func(*liveStream)) (*liveStream, error) {
+	ls := &liveStream{
+		name:     src.Name,
+		src:      src,
+		log:      log.With("stream", src.Name),
+		onEnd:    onEnd,
+		sessions: map[*gortsplib.ServerSession]*readerState{},
+		lastUse:  time.Now(),
+	}
+	desc := &description.Session{Title: src.Name}
+	for _, t := range src.Tracks() {
+		pt := payloadType(t.PayloadType)
+		media := mediaFor(t, pt)
+		if media == nil {
+			ls.log.Warn("RTSP cannot carry this track; leaving it out", "codec", t.Codec)
+			continue
+		}
+		desc.Medias = append(desc.Medias, media)
+		ls.outs = append(ls.outs, output{track: t, media: media, pt: pt})
+	}
+	if len(desc.Medias) == 0 {
+		return nil, fmt.Errorf("rtsp: stream %q has no track RTSP can carry", src.Name)
+	}
+	ls.rtsp = &gortsplib.ServerStream{Server: srv, Desc: desc}
+	if err := ls.rtsp.Initialize(); err != nil {
+		return nil, fmt.Errorf("rtsp: creating the server stream for %q: %w", src.Name, err)
+	}
+	sub, err := src.Subscribe(string(ingest.OutputRTSP), ls, 0)
+	if err != nil {
+		ls.rtsp.Close()
+		return nil, fmt.Errorf("rtsp: subscribing to %q: %w", src.Name, err)
+	}
+	ls.sub = sub
+	return ls, nil
+}
+
+// WritePacket implements ingest.Consumer: it forwards the packet as the
+// publisher timed it, with the declared payload type and without header
+// extensions, whose IDs were negotiated with the publisher and mean nothing
+// to RTSP players. It does not allocate (gortsplib's marshalling does).
+func (ls *liveStream) WritePacket(p *ingest.Packet) {
+	out := ls.output(p.Track)
+	if out == nil {
+		return
+	}
+	in := &p.RTP.Header
+	ls.pkt.Header = rtp.Header{
+		Version:        2,
+		Marker:         in.Marker,
+		PayloadType:    out.pt,
+		SequenceNumber: in.SequenceNumber,
+		Timestamp:      in.Timestamp,
+		SSRC:           in.SSRC, // gortsplib replaces it with the stream's own
+	}
+	ls.pkt.Payload = p.RTP.Payload
+	err := ls.rtsp.WritePacketRTPWithNTP(out.media, &ls.pkt, p.Arrival)
+	ls.pkt.Payload = nil // the packet goes back to the pool after we return
+	if err != nil && !errors.As(err, &liberrors.ErrServerStreamClosed{}) {
+		if ls.writeErrs.Add(1) == 1 {
+			ls.log.Warn("RTSP cannot forward a packet; further errors are counted, not logged", "err", err)
+		}
+	}
+}
+
+// StreamEnded implements ingest.StreamEnder.
+func (ls *liveStream) StreamEnded() { ls.onEnd(ls) }
+
+func (ls *liveStream) output(t *ingest.Track) *output {
+	for i := range ls.outs {
+		if ls.outs[i].track == t {
+			return &ls.outs[i]
+		}
+	}
+	return nil
+}
+
+// shutdown unsubscribes, then disconnects the readers. Not for the
+// subscription's own goroutine.
+func (ls *liveStream) shutdown() {
+	ls.sub.Close()
+	ls.closeRTSP()
+}
+
+// closeRTSP closes the ServerStream, which ends every reader's session.
+func (ls *liveStream) closeRTSP() {
+	ls.closeOnce.Do(ls.rtsp.Close)
+}
+
+// refreshParams puts the latest H.264 SPS and PPS into the SDP that the
+// next DESCRIBE returns.
+func (ls *liveStream) refreshParams() {
+	for _, o := range ls.outs {
+		f, ok := o.media.Formats[0].(*format.H264)
+		if !ok {
+			continue
+		}
+		sps, pps := o.track.H264ParameterSets()
+		if sps == nil || pps == nil {
+			continue
+		}
+		if oldSPS, oldPPS := f.SafeParams(); !bytes.Equal(oldSPS, sps) || !bytes.Equal(oldPPS, pps) {
+			f.SafeSetParams(sps, pps)
+		}
+	}
+}
+
+// waitH264Params asks an H.264 publisher for a keyframe, which carries SPS
+// and PPS, and waits up to limit for them (or until cancel is closed); it
+// returns at once for other codecs or when they are known.
+func waitH264Params(src *ingest.Stream, limit time.Duration, cancel <-chan struct{}) {
+	t := src.Track(ingest.Video)
+	if t == nil || t.Codec != ingest.H264 || hasParams(t) {
+		return
+	}
+	src.RequestKeyframe()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !hasParams(t) {
+		select {
+		case <-deadline.C:
+			return
+		case <-src.Done():
+			return
+		case <-cancel:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func hasParams(t *ingest.Track) bool {
+	sps, pps := t.H264ParameterSets()
+	return sps != nil && pps != nil
+}
+
+// payloadType keeps the publisher's payload type when it is a dynamic one
+// and picks 96 otherwise: players read a type below 96 as a static RTP/AVP
+// assignment (Chrome sends AV1 as 45, which ffmpeg would not recognise).
+func payloadType(pt uint8) uint8 {
+	if pt >= 96 && pt <= 127 {
+		return pt
+	}
+	return 96
+}
+
+// mediaFor returns the SDP media for a track, or nil for a codec RTSP
+// players cannot take.
+func mediaFor(t *ingest.Track, pt uint8) *description.Media {
+	var f format.Format
+	switch t.Codec {
+	case ingest.H264:
+		mode, _ := fmtpInt(t.Fmtp, "packetization-mode")
+		sps, pps := t.H264ParameterSets()
+		f = &format.H264{PayloadTyp: pt, PacketizationMode: mode, SPS: sps, PPS: pps}
+	case ingest.VP8:
+		f = &format.VP8{PayloadTyp: pt}
+	case ingest.VP9:
+		v := &format.VP9{PayloadTyp: pt}
+		if id, ok := fmtpInt(t.Fmtp, "profile-id"); ok {
+			v.ProfileID = &id
+		}
+		f = v
+	case ingest.AV1:
+		v := &format.AV1{PayloadTyp: pt}
+		if p, ok := fmtpInt(t.Fmtp, "profile"); ok {
+			v.Profile = &p
+		}
+		if l, ok := fmtpInt(t.Fmtp, "level-idx"); ok {
+			v.LevelIdx = &l
+		}
+		if tier, ok := fmtpInt(t.Fmtp, "tier"); ok {
+			v.Tier = &tier
+		}
+		f = v
+	case ingest.Opus:
+		f = &format.Opus{PayloadTyp: pt, ChannelCount: 2}
+	default:
+		return nil
+	}
+	typ := description.MediaTypeVideo
+	if t.Kind == ingest.Audio {
+		typ = description.MediaTypeAudio
+	}
+	return &description.Media{Type: typ, Formats: []format.Format{f}}
+}
+
+// fmtpInt reads an integer parameter from an SDP fmtp string
+// ("profile-level-id=42e01f;packetization-mode=1").
+func fmtpInt(fmtp, key string) (int, bool) {
+	for kv := range strings.SplitSeq(fmtp, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), key) {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		return n, err == nil
+	}
+	return 0, false
+}
