@@ -94,9 +94,10 @@ func TestSlowConsumerDropsAlone(t *testing.T) {
 	if fast.Load() != n || fastSub.Dropped() != 0 {
 		t.Fatalf("fast consumer got %d/%d, dropped %d", fast.Load(), n, fastSub.Dropped())
 	}
-	// The slow one holds one packet in hand and 8 queued.
-	if d := slow.Dropped(); d != n-9 {
-		t.Fatalf("slow consumer dropped %d, want %d", d, n-9)
+	// The slow one holds 8 queued and, if its goroutine got to it before
+	// the queue filled, one more in hand.
+	if d := slow.Dropped(); d != n-9 && d != n-8 {
+		t.Fatalf("slow consumer dropped %d, want %d or %d", d, n-9, n-8)
 	}
 	close(block)
 	slow.Close()

@@ -1,0 +1,112 @@
+package hls
+
+import (
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gortsplib/v4/pkg/rtpreorderer"
+	"github.com/pion/rtp"
+
+	"github.com/reel-gateway/reel/ingest"
+)
+
+// recordingDepacketizer takes every packet as one unit and records the
+// PTS it is written at.
+type recordingDepacketizer struct{ pts []int64 }
+
+func (d *recordingDepacketizer) decode(p *rtp.Packet) ([][]byte, error) {
+	return [][]byte{p.Payload}, nil
+}
+func (d *recordingDepacketizer) reset()                     {}
+func (d *recordingDepacketizer) randomAccess([][]byte) bool { return true }
+func (d *recordingDepacketizer) write(_ *gohlslib.Muxer, _ *gohlslib.Track, _ time.Time, pts int64, _ [][]byte) error {
+	d.pts = append(d.pts, pts)
+	return nil
+}
+
+// TestTimeline feeds two tracks out of order, across a 32-bit RTP
+// timestamp wrap, and checks the PTS put on each unit.
+func TestTimeline(t *testing.T) {
+	audioIn := &ingest.Track{Kind: ingest.Audio, Codec: ingest.Opus, ClockRate: 48000}
+	videoIn := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, ClockRate: 90000}
+	audio, video := &recordingDepacketizer{}, &recordingDepacketizer{}
+	m := &muxer{log: slog.New(slog.DiscardHandler), tracks: map[*ingest.Track]*track{}}
+	for in, d := range map[*ingest.Track]*recordingDepacketizer{audioIn: audio, videoIn: video} {
+		tr := &track{in: in, dep: d, clock: int64(in.ClockRate), reorder: &rtpreorderer.Reorderer{BufferSize: 16}}
+		tr.reorder.Initialize()
+		m.tracks[in] = tr
+	}
+
+	t0 := time.Now()
+	feed := func(in *ingest.Track, seq uint16, ts uint32, at time.Duration) {
+		m.WritePacket(&ingest.Packet{Track: in, Arrival: t0.Add(at),
+			RTP: rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: ts}, Payload: []byte{1}}})
+	}
+	// Audio starts first: its first packet is PTS 0. 960 ticks = 20 ms.
+	var a0 uint32 = 0xffff_fc40 // wraps after the first packet
+	feed(audioIn, 65535, a0, 0)
+	feed(audioIn, 1, a0+2*960, 40*time.Millisecond) // early: waits for seq 0
+	feed(audioIn, 0, a0+960, 41*time.Millisecond)
+	// Video arrives 100 ms later: its first unit is at PTS 100 ms.
+	feed(videoIn, 7, 5000, 100*time.Millisecond)
+	feed(videoIn, 8, 5000+3000, 133*time.Millisecond)
+	feed(audioIn, 1, a0+2*960, 50*time.Millisecond) // duplicate: dropped
+
+	if want := []int64{0, 960, 1920}; !slices.Equal(audio.pts, want) {
+		t.Errorf("audio PTS %v, want %v", audio.pts, want)
+	}
+	if want := []int64{9000, 12000}; !slices.Equal(video.pts, want) {
+		t.Errorf("video PTS %v, want %v", video.pts, want)
+	}
+}
+
+func nalu(typ byte, body ...byte) []byte { return append([]byte{0x60 | typ}, body...) }
+
+// TestH264AccessUnits assembles OBS-style access units: SPS and PPS in
+// packets of their own, an IDR in two slices; a later IDR without
+// parameter sets gets them put in front.
+func TestH264AccessUnits(t *testing.T) {
+	d := &h264Depacketizer{mode: 1}
+	d.reset()
+	sps, pps := nalu(7, 0x64, 0, 0x1e), nalu(8, 0xee)
+	pkts := []*rtp.Packet{
+		{Header: rtp.Header{SequenceNumber: 1, Timestamp: 100}, Payload: sps},
+		{Header: rtp.Header{SequenceNumber: 2, Timestamp: 100}, Payload: pps},
+		{Header: rtp.Header{SequenceNumber: 3, Timestamp: 100}, Payload: nalu(5, 1)},
+		{Header: rtp.Header{SequenceNumber: 4, Timestamp: 100, Marker: true}, Payload: nalu(5, 2)},
+	}
+	var au [][]byte
+	for i, p := range pkts {
+		u, err := d.decode(p)
+		if i < len(pkts)-1 {
+			if u != nil || !ignoreDecodeError(err) {
+				t.Fatalf("packet %d: unit %v err %v before the marker", i, u, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		au = u
+	}
+	if len(au) != 4 || !d.randomAccess(au) {
+		t.Fatalf("access unit has %d NALUs (random access %v), want SPS PPS and two slices", len(au), d.randomAccess(au))
+	}
+
+	u, err := d.decode(&rtp.Packet{Header: rtp.Header{SequenceNumber: 5, Timestamp: 3100, Marker: true}, Payload: nalu(5, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u) != 3 || u[0][0]&0x1f != 7 || u[1][0]&0x1f != 8 {
+		t.Errorf("IDR without parameter sets: got %d NALUs, want SPS PPS IDR", len(u))
+	}
+
+	fresh := &h264Depacketizer{mode: 1}
+	fresh.reset()
+	if _, err := fresh.decode(&rtp.Packet{Header: rtp.Header{Marker: true}, Payload: nalu(5, 3)}); err != errNoParams {
+		t.Errorf("IDR before any SPS: err %v, want errNoParams", err)
+	}
+}
