@@ -23,8 +23,13 @@ type testServer struct {
 
 func newTestServer(t *testing.T, auth AuthConfig, ice ...string) *testServer {
 	t.Helper()
+	return newTestServerRTC(t, auth, ingest.RTCConfig{UDPAddr: "127.0.0.1:0", ICEServers: ice})
+}
+
+func newTestServerRTC(t *testing.T, auth AuthConfig, rtcCfg ingest.RTCConfig) *testServer {
+	t.Helper()
 	hub := ingest.NewHub(ingest.Reject)
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0", ICEServers: ice})
+	rtc, err := ingest.NewRTC(rtcCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +181,28 @@ func TestWHIPPublishAnswer(t *testing.T) {
 	st := ts.hub.Get("cam")
 	if st == nil || len(st.Tracks()) != 2 || st.Track(ingest.Video).Codec != ingest.H264 {
 		t.Fatalf("hub does not hold the stream with H.264 + Opus")
+	}
+}
+
+// Behind NAT, the answer's host candidates carry the public address and
+// the one shared UDP port.
+func TestNAT1To1Candidates(t *testing.T) {
+	ts := newTestServerRTC(t, AuthConfig{}, ingest.RTCConfig{UDPAddr: "127.0.0.1:0", NAT1To1IPs: []string{"203.0.113.7"}})
+	r := do(t, "POST", ts.url+"/whip/nat", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, vp8, opus))
+	if r.status != 201 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	cands := regexp.MustCompile(`a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ host`).FindAllStringSubmatch(r.body, -1)
+	if len(cands) == 0 {
+		t.Fatalf("no host candidates:\n%s", r.body)
+	}
+	for _, c := range cands {
+		if c[1] != "203.0.113.7" {
+			t.Errorf("candidate address %s, want the NAT 1:1 address", c[1])
+		}
+		if c[2] != cands[0][2] {
+			t.Errorf("candidates on several ports %s and %s; want one shared port", c[2], cands[0][2])
+		}
 	}
 }
 
