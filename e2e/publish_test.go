@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -36,7 +38,7 @@ func TestPublishWatchRecord(t *testing.T) {
 func runPublishCase(t *testing.T, g *gateway, c publishCase) {
 	ctx := ctxTimeout(t, 60*time.Second)
 	se := whipclient.LoopbackSettingEngine()
-	const sendFor = 6 * time.Second
+	const sendFor = 10 * time.Second
 	start := time.Now()
 	pub, err := whipclient.Publish(ctx, g.HTTP+"/whip/"+c.name, whipclient.PublishOptions{
 		Video: c.video, Audio: true, Duration: sendFor, H264SeparateParamSets: c.separateParamSets, SettingEngine: &se,
@@ -71,6 +73,8 @@ func runPublishCase(t *testing.T, g *gateway, c publishCase) {
 		t.Fatalf("streams API viewers %v", info.Viewers)
 	}
 
+	checkRestreams(t, g, c)
+
 	<-pub.Done()
 	sent := time.Since(start)
 	if err := pub.Close(); err != nil { // DELETE
@@ -94,6 +98,50 @@ func runPublishCase(t *testing.T, g *gateway, c publishCase) {
 		return len(files) == 1
 	})
 	checkRecording(t, files[0], c, sent)
+}
+
+// checkRestreams reads the live stream with ffprobe over RTSP (TCP and
+// UDP) and HLS, or checks that HLS refuses VP8 with the documented 409.
+func checkRestreams(t *testing.T, g *gateway, c publishCase) {
+	t.Helper()
+	ctx := ctxTimeout(t, 30*time.Second)
+	rtspURL := fmt.Sprintf("rtsp://127.0.0.1:%d/%s", g.RTSPPort, c.name)
+	for _, transport := range []string{"tcp", "udp"} {
+		p, err := mediacheck.ProbeFile(ctx, rtspURL, "-rtsp_transport", transport)
+		if err != nil {
+			t.Fatalf("RTSP over %s: %v", transport, err)
+		}
+		if v, a := p.Stream("video"), p.Stream("audio"); v == nil || v.CodecName != c.wantCodec || a == nil || a.CodecName != "opus" {
+			t.Fatalf("RTSP over %s streams %+v", transport, p.Streams)
+		}
+	}
+	hlsURL := g.HTTP + "/hls/" + c.name + "/index.m3u8"
+	if c.wantCodec == "vp8" {
+		resp, err := http.Get(hlsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), "VP8") || !strings.Contains(string(body), "H.264") {
+			t.Fatalf("HLS of VP8: %d %s", resp.StatusCode, body)
+		}
+		return
+	}
+	p, err := mediacheck.ProbeFile(ctx, hlsURL)
+	if err != nil {
+		t.Fatalf("HLS: %v", err)
+	}
+	if v, a := p.Stream("video"), p.Stream("audio"); v == nil || v.CodecName != c.wantCodec || a == nil || a.CodecName != "opus" {
+		t.Fatalf("HLS streams %+v", p.Streams)
+	}
+	var info struct {
+		Viewers map[string]int `json:"viewers"`
+	}
+	getJSON(t, g.HTTP+"/api/v1/streams/"+c.name, &info)
+	if info.Viewers["hls"] < 1 {
+		t.Fatalf("streams API does not count the HLS viewer: %v", info.Viewers)
+	}
 }
 
 func checkRecording(t *testing.T, file string, c publishCase, sent time.Duration) {
