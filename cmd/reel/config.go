@@ -25,6 +25,8 @@ type Config struct {
 		Addr        string   `yaml:"addr"`
 		UDPRTPAddr  string   `yaml:"udp_rtp_addr"`
 		UDPRTCPAddr string   `yaml:"udp_rtcp_addr"`
+		TLSCert     string   `yaml:"tls_cert"`
+		TLSKey      string   `yaml:"tls_key"`
 		ReadTokens  []string `yaml:"-"`
 	} `yaml:"rtsp"`
 	HLS struct {
@@ -101,6 +103,8 @@ func options(c *Config) []option {
 		{"rtsp.addr", "RTSP listen address (TCP)", (*stringValue)(&c.RTSP.Addr)},
 		{"rtsp.udp_rtp_addr", "RTSP UDP transport, RTP port (empty: TCP only)", (*stringValue)(&c.RTSP.UDPRTPAddr)},
 		{"rtsp.udp_rtcp_addr", "RTSP UDP transport, RTCP port", (*stringValue)(&c.RTSP.UDPRTCPAddr)},
+		{"rtsp.tls_cert", "PEM certificate: serve RTSPS (rtsps://) instead of RTSP", (*stringValue)(&c.RTSP.TLSCert)},
+		{"rtsp.tls_key", "PEM private key for rtsp.tls_cert", (*stringValue)(&c.RTSP.TLSKey)},
 		{"hls.enabled", "serve live streams over HLS at /hls/{stream}/index.m3u8", (*boolValue)(&c.HLS.Enabled)},
 		{"hls.idle_timeout", "stop an HLS muxer nobody has requested for this long", (*durationValue)(&c.HLS.IdleTimeout)},
 		{"webrtc.udp_addr", "the one UDP address every WebRTC peer shares (ICE UDP mux)", (*stringValue)(&c.WebRTC.UDPAddr)},

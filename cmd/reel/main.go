@@ -126,6 +126,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.RTSP.Enabled {
 		readTokens := append(append([]string{}, cfg.Auth.ReadTokens...), cfg.Auth.AdminTokens...)
 		rtspSrv, err := rtsp.New(rtsp.Config{Addr: cfg.RTSP.Addr, UDPRTPAddr: cfg.RTSP.UDPRTPAddr, UDPRTCPAddr: cfg.RTSP.UDPRTCPAddr,
+			TLSCert: cfg.RTSP.TLSCert, TLSKey: cfg.RTSP.TLSKey,
 			ReadTokens: readTokensIfAuth(cfg, readTokens), Logger: log}, hub)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package rtsp
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,9 @@ type Config struct {
 	// auth with any user name and a token as the password, or ?token=...
 	// in the URL.
 	ReadTokens []string
+	// TLSCert and TLSKey (PEM files) turn the server into RTSPS: requests
+	// and interleaved media over TLS, UDP media as SRTP.
+	TLSCert, TLSKey string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -134,6 +138,13 @@ func (s *Server) Start() error {
 			}
 			return ln, err
 		},
+	}
+	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("rtsp: loading the RTSPS certificate: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("rtsp: listening on %s: %w", s.cfg.Addr, err)
