@@ -40,6 +40,20 @@ type matroskaWriter struct {
 // the writer is closed. onFatal receives ebml-go's errors: the default
 // handler would panic and take the whole gateway down.
 func newMatroskaWriter(w io.WriteCloser, container string, start time.Time, tracks []trackSpec, onFatal, onError func(error)) (*matroskaWriter, error) {
+	var entries []webm.TrackEntry
+	for i, t := range tracks {
+		entry, err := trackEntry(uint64(i+1), t)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, entry)
+	}
+	return newMatroskaWriterEntries(w, container, start, entries, onFatal, onError)
+}
+
+// newMatroskaWriterEntries is newMatroskaWriter for ready track entries;
+// repair uses it to rewrite a file with the tracks it already has.
+func newMatroskaWriterEntries(w io.WriteCloser, container string, start time.Time, entries []webm.TrackEntry, onFatal, onError func(error)) (*matroskaWriter, error) {
 	docType := "webm"
 	if container == "mkv" {
 		docType = "matroska"
@@ -54,19 +68,15 @@ func newMatroskaWriter(w io.WriteCloser, container string, start time.Time, trac
 	var descs []mkvcore.TrackDescription
 	main := uint64(0)
 	mainMin := int64(minClusterMS)
-	for i, t := range tracks {
-		entry, err := trackEntry(uint64(i+1), t)
-		if err != nil {
-			return nil, err
-		}
+	for _, entry := range entries {
 		descs = append(descs, mkvcore.TrackDescription{TrackNumber: entry.TrackNumber, TrackEntry: entry})
-		if t.codec.Kind() == ingest.Video && main == 0 {
+		if entry.TrackType == 1 && main == 0 {
 			main = entry.TrackNumber
 		}
 	}
-	if main == 0 {
+	if main == 0 && len(entries) > 0 {
 		// Audio only: every Opus frame is a keyframe, so cut once a second.
-		main, mainMin = 1, 1000
+		main, mainMin = entries[0].TrackNumber, 1000
 	}
 	ws, err := mkvcore.NewSimpleBlockWriter(w, descs,
 		mkvcore.WithEBMLHeader(header),

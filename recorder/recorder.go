@@ -1,9 +1,12 @@
 // Package recorder writes live streams to files: every published stream is
 // recorded as WebM (VP8, VP9, AV1 with Opus) or Matroska (H.264), with
-// ebml-go, crash safe and with Cues and Duration once finalized.
+// ebml-go, crash safe and with Cues and Duration once finalized. It also
+// keeps the archive: a catalog of the files, repair after a crash,
+// retention and a free-disk guard.
 package recorder
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +25,10 @@ const (
 	StateRecording = "recording"
 	StateFinished  = "finished"
 	StateFailed    = "failed"
+	// StateRepaired is a recording cut by a crash (or a full disk) and
+	// rewritten at the next start: it has Duration and Cues and plays up
+	// to the last cluster that reached the disk.
+	StateRepaired = "repaired"
 )
 
 // DefaultDir is where recordings go unless configured.
@@ -36,6 +43,29 @@ type Config struct {
 	Enabled bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	// SegmentDuration, if set, cuts a long recording into consecutive
+	// files of about this length, each starting on a keyframe, with no
+	// frame lost or repeated between them.
+	SegmentDuration time.Duration
+	// MaxAge, if set, deletes finished recordings older than this.
+	MaxAge time.Duration
+	// MaxTotalSize, if set, deletes the oldest finished recordings while
+	// all recordings together are larger (bytes).
+	MaxTotalSize uint64
+	// MinFreeSpace, if set, pauses new recordings (and new segments) while
+	// the file system has fewer bytes free; live streaming goes on.
+	MinFreeSpace uint64
+	// FreeSpace measures free space; the operating system's by default.
+	FreeSpace FreeSpacer
+	// OnFinish, if set, is called with every recording file once it is
+	// final: finished, failed, or repaired (or not) at start. It runs on
+	// the recording's goroutine (or New's): it must not block.
+	OnFinish func(Info)
+
+	// For tests: retention's clock and how often it runs.
+	now        func() time.Time
+	maintEvery time.Duration
 }
 
 // Info describes one recording. It is also the sidecar file's content.
@@ -55,7 +85,7 @@ type Info struct {
 	End        time.Time `json:"end,omitzero"`
 	DurationMS int64     `json:"duration_ms"`
 	Size       int64     `json:"size"`
-	// State is StateRecording, StateFinished or StateFailed.
+	// State is StateRecording, StateFinished, StateRepaired or StateFailed.
 	State string `json:"state"`
 	// Error says why a recording failed.
 	Error string `json:"error,omitempty"`
@@ -71,12 +101,27 @@ type Recorder struct {
 	// wrap lets tests put a consumer between the stream and a recording.
 	wrap func(ingest.Consumer) ingest.Consumer
 
+	cat      *Catalog
+	guard    *diskGuard
+	segment  time.Duration
+	maxAge   time.Duration
+	maxTotal uint64
+	onFinish func(Info)
+	retainMu sync.Mutex       // one retention pass at a time
+	now      func() time.Time // retention's clock; tests replace it
+
+	stop      chan struct{}
+	maintDone chan struct{}
+	closeOnce sync.Once
+
 	mu     sync.Mutex
 	active []*recording
 	closed bool
 }
 
-// New returns a Recorder writing to cfg.Dir, which it creates.
+// New returns a Recorder writing to cfg.Dir, which it creates. It indexes
+// the recordings already there and first repairs any that an earlier crash
+// left unfinished (see Catalog), which takes a moment per such file.
 func New(cfg Config) (*Recorder, error) {
 	if cfg.Dir == "" {
 		cfg.Dir = DefaultDir
@@ -91,7 +136,61 @@ func New(cfg Config) (*Recorder, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating the recordings directory: %w", err)
 	}
-	return &Recorder{dir: dir, enabled: cfg.Enabled, log: cfg.Logger, openFile: openPart}, nil
+	if resolved, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = resolved // the catalog compares paths under one spelling of dir
+	}
+	r := &Recorder{dir: dir, enabled: cfg.Enabled, log: cfg.Logger, openFile: openPart,
+		segment: cfg.SegmentDuration, maxAge: cfg.MaxAge, maxTotal: cfg.MaxTotalSize, onFinish: cfg.OnFinish,
+		now: time.Now, stop: make(chan struct{}), maintDone: make(chan struct{})}
+	if r.cat, err = newCatalog(dir, cfg.Logger); err != nil {
+		return nil, err
+	}
+	if err := r.cat.load(r.notify); err != nil {
+		return nil, err
+	}
+	if cfg.MinFreeSpace > 0 {
+		src := cfg.FreeSpace
+		if src == nil {
+			src = osFreeSpace{}
+		}
+		r.guard = &diskGuard{src: src, dir: dir, min: cfg.MinFreeSpace, log: cfg.Logger}
+	}
+	if cfg.now != nil {
+		r.now = cfg.now
+	}
+	if r.maxAge > 0 || r.maxTotal > 0 || r.guard != nil {
+		every := cmp.Or(cfg.maintEvery, maintenanceInterval)
+		go r.maintain(every)
+	} else {
+		close(r.maintDone)
+	}
+	return r, nil
+}
+
+// Catalog is the index of the recordings in Dir.
+func (r *Recorder) Catalog() *Catalog { return r.cat }
+
+// PausedReason says why new recordings are paused (the disk is almost
+// full), or is empty while they are not. It measures the free space now.
+func (r *Recorder) PausedReason() string { return r.guard.check() }
+
+// FreeSpace is the free space of the recordings' file system, in bytes.
+func (r *Recorder) FreeSpace() (uint64, error) {
+	if r.guard != nil {
+		return r.guard.src.FreeSpace(r.dir)
+	}
+	return osFreeSpace{}.FreeSpace(r.dir)
+}
+
+// Delete deletes a recording that is not in progress: ErrNotFound if there
+// is none with this id, ErrRecording if it is still being written.
+func (r *Recorder) Delete(id string) (Info, error) { return r.cat.Delete(id) }
+
+// notify passes a final recording to Config.OnFinish.
+func (r *Recorder) notify(info Info) {
+	if r.onFinish != nil {
+		r.onFinish(cloneInfo(info))
+	}
 }
 
 // Dir is the absolute recordings directory.
@@ -105,6 +204,10 @@ func (r *Recorder) Record(s *ingest.Stream) {
 		return
 	}
 	log := r.log.With("stream", s.Name)
+	if reason := r.guard.check(); reason != "" {
+		log.Error("stream not recorded: disk almost full", "reason", reason)
+		return
+	}
 	rc, err := newRecording(r, s)
 	if err != nil {
 		log.Warn("stream not recorded", "error", err)
@@ -147,6 +250,8 @@ func (r *Recorder) Active() []Info {
 // Close finalizes every active recording, for a graceful shutdown, and
 // stops recording new streams. Safe to call twice.
 func (r *Recorder) Close() {
+	r.closeOnce.Do(func() { close(r.stop) })
+	<-r.maintDone
 	r.mu.Lock()
 	r.closed = true
 	recs := slices.Clone(r.active)

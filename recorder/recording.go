@@ -23,6 +23,10 @@ const (
 	// maxInterleaveLag is how long a track's frames wait for the other
 	// track before being written anyway (the other track went quiet).
 	maxInterleaveLag = 500
+	// segmentSlackMS lets a keyframe this much before a segment's nominal
+	// end start the next one: timestamps rounded to ms put the keyframe
+	// of a 1 s GOP at 1999 ms.
+	segmentSlackMS = 50
 	// maxJumpMS treats a larger jump of a track's timestamps as a
 	// discontinuity (the publisher's clock restarted), not as a gap.
 	maxJumpMS = 10_000
@@ -45,10 +49,18 @@ type recording struct {
 	t0        time.Time // arrival of the first video keyframe: ms 0
 	lastKFReq time.Time
 	file      *partFile
-	w         containerWriter
+	w         containerWriter // nil before the first file and once stopped
 	partPath  string
 	finalPath string
 	il        interleaver
+
+	// Segments: every file has the same tracks; the current one starts at
+	// segOffset ms of the recording's timeline. files counts those opened.
+	specs     []trackSpec
+	container string
+	streamLog *slog.Logger
+	segOffset int64
+	files     int
 
 	fatalMu  sync.Mutex
 	fatalErr error // from ebml-go's goroutine
@@ -88,6 +100,7 @@ type trackState struct {
 
 func newRecording(r *Recorder, s *ingest.Stream) (*recording, error) {
 	rc := &recording{rec: r, stream: s, log: r.log.With("stream", s.Name)}
+	rc.streamLog = rc.log
 	var codecs []string
 	for _, kind := range []ingest.MediaKind{ingest.Video, ingest.Audio} {
 		t := s.Track(kind)
@@ -239,9 +252,8 @@ func (rc *recording) requestKeyframe(now bool) {
 	rc.stream.RequestKeyframe()
 }
 
-// open creates the .part file and writes the header.
+// open fixes the tracks from the first frame and opens the first file.
 func (rc *recording) open(first *frame) error {
-	start := time.Now().UTC()
 	var specs []trackSpec
 	var codecs []ingest.Codec
 	for _, ts := range rc.tracks {
@@ -255,7 +267,19 @@ func (rc *recording) open(first *frame) error {
 		specs = append(specs, spec)
 		codecs = append(codecs, ts.track.Codec)
 	}
-	container := containerFor(codecs)
+	rc.specs, rc.container = specs, containerFor(codecs)
+	if rc.hasVideo {
+		rc.mu.Lock()
+		rc.meta.Width, rc.meta.Height = first.width, first.height
+		rc.mu.Unlock()
+	}
+	return rc.openFile(time.Now().UTC())
+}
+
+// openFile creates the .part file of a recording (or of its next segment)
+// starting at start, and writes the header.
+func (rc *recording) openFile(start time.Time) error {
+	container := rc.container
 	dir, base, err := rc.rec.paths(rc.stream.Name, start)
 	if err != nil {
 		return err
@@ -282,26 +306,30 @@ func (rc *recording) open(first *frame) error {
 	if err != nil {
 		return fmt.Errorf("creating the recording file: %w", err)
 	}
-	rc.log = rc.log.With("file", rc.finalPath)
+	rc.log = rc.streamLog.With("file", rc.finalPath)
 	rc.mu.Lock()
 	rc.file = newPartFile(f)
-	rc.meta.ID = filepath.Base(rc.finalPath[:len(rc.finalPath)-len(container)-1])
-	rc.meta.Path, rc.meta.Container, rc.meta.Start = rc.partPath, container, start
-	if rc.hasVideo {
-		rc.meta.Width, rc.meta.Height = first.width, first.height
-	}
+	rc.meta = Info{Stream: rc.meta.Stream, Codecs: rc.meta.Codecs, Width: rc.meta.Width, Height: rc.meta.Height,
+		ID:   filepath.Base(rc.finalPath[:len(rc.finalPath)-len(container)-1]),
+		Path: rc.partPath, Container: container, Start: start, State: StateRecording}
 	rc.mu.Unlock()
-	rc.w, err = newMatroskaWriter(rc.file, container, start, specs, rc.onFatal, rc.onWriterError)
+	rc.fatalMu.Lock()
+	rc.fatalErr = nil
+	rc.fatalMu.Unlock()
+	w, err := newMatroskaWriter(rc.file, container, start, rc.specs, rc.onFatal, rc.onWriterError)
 	if err != nil {
 		rc.file.Close()
 		os.Remove(rc.partPath)
 		return err
 	}
+	rc.w = w
+	rc.files++
 	if err := writeSidecar(sidecarPath(rc.finalPath), rc.info()); err != nil {
 		rc.log.Warn("recording metadata not written", "error", err)
 	}
+	rc.rec.cat.put(rc.info(), rc.finalPath, rc.info)
 	rc.log.Info("recording started", "container", container, "codecs", rc.meta.Codecs,
-		"width", first.width, "height", first.height)
+		"width", rc.meta.Width, "height", rc.meta.Height, "segment", rc.files)
 	return nil
 }
 
@@ -370,14 +398,49 @@ func (rc *recording) place(ts *trackState, f *frame, arrival time.Time) error {
 	return nil
 }
 
+// errStopped ends a recording that the disk guard stopped between segments.
+var errStopped = errors.New("recording stopped: disk almost full")
+
 func (rc *recording) write(q queuedFrame) error {
-	if err := rc.w.WriteFrame(q.track, q.keyframe, q.ts, q.data); err != nil {
+	if rc.w == nil {
+		return errStopped
+	}
+	// Track 0 is the video track, or the only audio one: a segment ends
+	// just before one of its keyframes (every Opus frame is one).
+	if seg := rc.rec.segment.Milliseconds(); seg > 0 && q.track == 0 && q.ts-rc.segOffset >= seg-segmentSlackMS {
+		if q.keyframe {
+			if err := rc.cut(q.ts); err != nil {
+				return err
+			}
+		} else {
+			rc.requestKeyframe(false)
+		}
+	}
+	ts := q.ts - rc.segOffset
+	if err := rc.w.WriteFrame(q.track, q.keyframe, ts, q.data); err != nil {
 		return fmt.Errorf("writing a frame: %w", err)
 	}
 	rc.mu.Lock()
-	rc.meta.DurationMS = max(rc.meta.DurationMS, q.ts)
+	rc.meta.DurationMS = max(rc.meta.DurationMS, ts)
 	rc.mu.Unlock()
 	return rc.writerErr()
+}
+
+// cut finishes the current file and opens the next segment, which starts
+// with the frame at ts (a keyframe) on the recording's timeline: every
+// frame goes to exactly one file, so segments join without a gap.
+func (rc *recording) cut(ts int64) error {
+	start := rc.meta.Start.Add(time.Duration(ts-rc.segOffset) * time.Millisecond)
+	rc.closeFile(nil)
+	if reason := rc.rec.guard.check(); reason != "" {
+		rc.log.Error("recording stopped at a segment boundary", "reason", reason)
+		return errStopped
+	}
+	rc.segOffset = ts
+	if err := rc.openFile(start); err != nil {
+		return fmt.Errorf("starting the next segment: %w", err)
+	}
+	return nil
 }
 
 // finalize closes the file (Cues, Duration), renames it to its final name
@@ -386,6 +449,13 @@ func (rc *recording) finalize(cause error) {
 	rc.once.Do(func() {
 		rc.stopped = true
 		defer rc.rec.remove(rc)
+		if rc.w == nil && rc.files > 0 {
+			// Stopped between segments; every file is final already.
+			if cause != nil && !errors.Is(cause, errStopped) {
+				rc.log.Error("recording failed", "error", cause)
+			}
+			return
+		}
 		if rc.w == nil {
 			if cause != nil {
 				rc.log.Error("recording failed", "error", cause)
@@ -407,42 +477,57 @@ func (rc *recording) finalize(cause error) {
 				}
 			}
 		}
-		rc.w.Close() // returns once ebml-go has closed the file
-		err := cause
-		if err == nil {
-			err = rc.writerErr()
+		if rc.w != nil {
+			rc.closeFile(cause)
 		}
-		path := rc.partPath
-		if rerr := os.Rename(rc.partPath, rc.finalPath); rerr != nil {
-			rc.log.Error("recording not renamed", "error", rerr)
-			if err == nil {
-				err = fmt.Errorf("renaming the finished recording: %w", rerr)
-			}
-		} else {
-			path = rc.finalPath
-			syncDir(filepath.Dir(path))
-		}
-		rc.mu.Lock()
-		rc.meta.Path, rc.meta.End = path, time.Now().UTC()
-		rc.meta.Size = rc.file.Size()
-		if st, serr := os.Stat(path); serr == nil {
-			rc.meta.Size = st.Size()
-		}
-		rc.meta.State = StateFinished
-		if err != nil {
-			rc.meta.State, rc.meta.Error = StateFailed, err.Error()
-		}
-		rc.mu.Unlock()
-		info := rc.info()
-		if serr := writeSidecar(sidecarPath(rc.finalPath), info); serr != nil {
-			rc.log.Warn("recording metadata not written", "error", serr)
-		}
-		if err != nil {
-			rc.log.Error("recording failed", "error", err, "duration_ms", info.DurationMS, "size", info.Size)
-			return
-		}
-		rc.log.Info("recording finished", "duration_ms", info.DurationMS, "size", info.Size)
 	})
+}
+
+// closeFile finishes the current file: Cues and Duration, the final name,
+// the metadata. cause, if set, is why the recording failed.
+func (rc *recording) closeFile(cause error) {
+	rc.w.Close() // returns once ebml-go has closed the file
+	rc.w = nil
+	err := cause
+	if err == nil {
+		err = rc.writerErr()
+	}
+	if err == nil {
+		rc.fixZeroDuration()
+	}
+	path := rc.partPath
+	if rerr := os.Rename(rc.partPath, rc.finalPath); rerr != nil {
+		rc.log.Error("recording not renamed", "error", rerr)
+		if err == nil {
+			err = fmt.Errorf("renaming the finished recording: %w", rerr)
+		}
+	} else {
+		path = rc.finalPath
+		syncDir(filepath.Dir(path))
+	}
+	rc.mu.Lock()
+	// The file covers Start to End: the next segment starts just after.
+	rc.meta.Path, rc.meta.End = path, rc.meta.Start.Add(time.Duration(rc.meta.DurationMS)*time.Millisecond)
+	rc.meta.Size = rc.file.Size()
+	if st, serr := os.Stat(path); serr == nil {
+		rc.meta.Size = st.Size()
+	}
+	rc.meta.State = StateFinished
+	if err != nil {
+		rc.meta.State, rc.meta.Error = StateFailed, err.Error()
+	}
+	rc.mu.Unlock()
+	info := rc.info()
+	if serr := writeSidecar(sidecarPath(rc.finalPath), info); serr != nil {
+		rc.log.Warn("recording metadata not written", "error", serr)
+	}
+	rc.rec.cat.put(info, rc.finalPath, nil)
+	rc.rec.notify(info)
+	if err != nil {
+		rc.log.Error("recording failed", "error", err, "duration_ms", info.DurationMS, "size", info.Size)
+		return
+	}
+	rc.log.Info("recording finished", "duration_ms", info.DurationMS, "size", info.Size)
 }
 
 // info returns a snapshot of the recording's metadata; safe from any
