@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -24,6 +25,13 @@ type RTCConfig struct {
 	ICEServers []string
 	Logger     *slog.Logger
 }
+
+// muxReadBuffer is the receive buffer of the shared UDP socket, which takes
+// every publisher's media and every viewer's RTCP: the default (about 200
+// KB) fills in a few milliseconds of a busy gateway and then drops
+// publishers' packets, which every viewer would miss. The kernel caps it
+// at net.core.rmem_max.
+const muxReadBuffer = 4 << 20
 
 // RTC holds what every WHIP and WHEP peer connection shares: the UDP mux
 // and the settings derived from configuration.
@@ -53,11 +61,12 @@ func NewRTC(cfg RTCConfig) (*RTC, error) {
 		// One socket per interface on the same port: pion can then
 		// advertise each interface's real address as a host candidate.
 		mux, err = ice.NewMultiUDPMuxFromPort(port, ice.UDPMuxFromPortWithLoopback(),
-			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4))
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4), ice.UDPMuxFromPortWithReadBufferSize(muxReadBuffer))
 	} else {
 		var conn *net.UDPConn
 		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
 		if err == nil {
+			_ = conn.SetReadBuffer(muxReadBuffer)
 			mux = webrtc.NewICEUDPMux(nil, conn)
 		}
 	}
@@ -83,6 +92,30 @@ func (r *RTC) ICEServers() []string { return r.cfg.ICEServers }
 // NewPeerConnection makes a peer connection whose codecs are exactly those
 // registered in me, with NACK, RTCP reports and TWCC interceptors.
 func (r *RTC) NewPeerConnection(me *webrtc.MediaEngine) (*webrtc.PeerConnection, error) {
+	reg := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
+		return nil, fmt.Errorf("registering interceptors: %w", err)
+	}
+	return r.newPeerConnection(me, reg)
+}
+
+// NewViewerPeerConnection makes a send-only peer connection that runs one
+// interceptor, RTCP sender reports (players need them to sync audio and
+// video). A viewer receives no media, so there is nothing to send NACKs,
+// receiver reports or congestion feedback about; and its NACKs are the
+// caller's to answer, from the hub packets it holds: pion's responder would
+// copy every packet sent to every viewer into a history of its own.
+func (r *RTC) NewViewerPeerConnection(me *webrtc.MediaEngine) (*webrtc.PeerConnection, error) {
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("creating the sender report interceptor: %w", err)
+	}
+	reg := &interceptor.Registry{}
+	reg.Add(sr)
+	return r.newPeerConnection(me, reg)
+}
+
+func (r *RTC) newPeerConnection(me *webrtc.MediaEngine, reg *interceptor.Registry) (*webrtc.PeerConnection, error) {
 	var se webrtc.SettingEngine
 	se.SetICEUDPMux(r.mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -95,10 +128,6 @@ func (r *RTC) NewPeerConnection(me *webrtc.MediaEngine) (*webrtc.PeerConnection,
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	if len(r.cfg.NAT1To1IPs) > 0 {
 		se.SetNAT1To1IPs(r.cfg.NAT1To1IPs, webrtc.ICECandidateTypeHost)
-	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, reg); err != nil {
-		return nil, fmt.Errorf("registering interceptors: %w", err)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{

@@ -21,7 +21,10 @@ type WHIPConfig struct {
 	// ConnectTimeout ends a session whose peer never completes ICE and
 	// DTLS after the answer was sent (default 15 s).
 	ConnectTimeout time.Duration
-	Logger         *slog.Logger
+	// IdleTimeout ends a connected session that sends no media for this
+	// long (default DefaultIdleTimeout; negative: never).
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // WHIP runs publisher sessions: it turns an SDP offer into a live stream on
@@ -43,6 +46,9 @@ func NewWHIP(hub *Hub, rtc *RTC, cfg WHIPConfig) *WHIP {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 15 * time.Second
 	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -55,12 +61,13 @@ type Publisher struct {
 	ID     string
 	Stream *Stream
 
-	pc     *webrtc.PeerConnection
-	whip   *WHIP
-	log    *slog.Logger
-	once   sync.Once
-	done   chan struct{}
-	tracks []*Track
+	pc       *webrtc.PeerConnection
+	whip     *WHIP
+	log      *slog.Logger
+	once     sync.Once
+	done     chan struct{}
+	pcClosed chan struct{}
+	tracks   []*Track
 }
 
 // Publish answers an SDP offer for stream name. The answer is complete:
@@ -78,7 +85,7 @@ func (w *WHIP) Publish(ctx context.Context, name string, offer []byte, remote st
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &Publisher{ID: NewID(), pc: pc, whip: w, done: make(chan struct{}), tracks: tracks}
+	p := &Publisher{ID: NewID(), pc: pc, whip: w, done: make(chan struct{}), pcClosed: make(chan struct{}), tracks: tracks}
 	p.log = w.cfg.Logger.With("stream", name, "session", p.ID, "peer", remote)
 	p.Stream, err = w.hub.Publish(name, PublishSpec{
 		Session: p.ID, Protocol: "whip", Remote: remote, Tracks: tracks,
@@ -102,6 +109,7 @@ func (w *WHIP) Publish(ctx context.Context, name string, offer []byte, remote st
 			p.Close()
 		}
 	})
+	go p.watchIdle(w.cfg.IdleTimeout)
 	codecs := make([]string, len(tracks))
 	for i, t := range tracks {
 		codecs[i] = string(t.Codec)
@@ -209,8 +217,13 @@ func (p *Publisher) Close() {
 		if p.Stream != nil {
 			p.Stream.Close()
 		}
-		// Closing from a pion callback goroutine must not wait on it.
-		go func() { _ = p.pc.Close() }()
+		// Closing from a pion callback goroutine must not wait on it;
+		// WHIP.Close waits on pcClosed instead, so shutdown still sends
+		// every peer its DTLS close before the process exits.
+		go func() {
+			_ = p.pc.Close()
+			close(p.pcClosed)
+		}()
 		close(p.done)
 		p.log.Info("publish ended")
 	})
@@ -240,5 +253,13 @@ func (w *WHIP) Close() {
 	w.mu.Unlock()
 	for _, p := range sessions {
 		p.Close()
+	}
+	deadline := time.After(5 * time.Second)
+	for _, p := range sessions {
+		select {
+		case <-p.pcClosed:
+		case <-deadline:
+			return
+		}
 	}
 }
