@@ -23,11 +23,13 @@ type AuthConfig struct {
 	AdminTokens []string
 	// PublicRead lets anyone watch while publishing stays protected.
 	PublicRead bool
+	// JWT accepts signed tokens with stream and action claims (jwt.go).
+	JWT JWTConfig
 }
 
 // Enabled reports whether any token is configured.
 func (a AuthConfig) Enabled() bool {
-	return len(a.PublishTokens)+len(a.StreamTokens)+len(a.ReadTokens)+len(a.AdminTokens) > 0
+	return len(a.PublishTokens)+len(a.StreamTokens)+len(a.ReadTokens)+len(a.AdminTokens) > 0 || a.JWT.enabled()
 }
 
 // action is what a request wants to do.
@@ -46,6 +48,9 @@ func (a AuthConfig) allows(token string, act action, stream string) bool {
 	}
 	if token == "" {
 		return false
+	}
+	if a.JWT.allows(token, act, stream) {
+		return true
 	}
 	ok := anyMatch(token, a.AdminTokens)
 	switch act {

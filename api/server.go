@@ -20,6 +20,7 @@ import (
 
 	"github.com/reel-gateway/reel/egress/whep"
 	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/recorder"
 )
 
 // ViewerCounter reports how many viewers an output has for a stream.
@@ -32,6 +33,15 @@ type Config struct {
 	Addr   string
 	Auth   AuthConfig
 	Logger *slog.Logger
+	// Limits bound sessions and request rates (limits.go); zero fields
+	// mean no limit.
+	Limits Limits
+	// TLSCert and TLSKey (PEM files), when set, make Serve speak HTTPS.
+	TLSCert, TLSKey string
+	// UI is what the web UI's pages are told about the server.
+	UI UIConfig
+	// PProf serves /debug/pprof/ to admin tokens (pprof.go); off by default.
+	PProf bool
 }
 
 // Deps are the services the API exposes.
@@ -45,6 +55,8 @@ type Deps struct {
 	HLS http.Handler
 	// Extra registers more collectors on /metrics; optional.
 	Metrics []prometheus.Collector
+	// Recordings serves /api/v1/recordings; optional.
+	Recordings *recorder.Recorder
 }
 
 // Server is the HTTP server.
@@ -53,6 +65,7 @@ type Server struct {
 	deps Deps
 	echo *echo.Echo
 	ln   net.Listener
+	lim  *limiter
 }
 
 // New builds the server and its routes.
@@ -60,10 +73,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if err := cfg.Auth.JWT.prepare(); err != nil {
+		return nil, err
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = httpErrorHandler
-	s := &Server{cfg: cfg, deps: deps, echo: e}
+	s := &Server{cfg: cfg, deps: deps, echo: e, lim: newLimiter(cfg.Limits, cfg.Logger)}
 	e.Use(middleware.Recover())
 	e.Use(cors)
 
@@ -88,6 +104,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		lookup: func(name, id string) (peerSession, error) { return deps.WHEP.Session(name, id) },
 	}).routes(e, s)
 
+	s.uiRoutes(e)
+	s.recordingsRoutes(e)
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/api/v1/streams", s.listStreams)
 	e.GET("/api/v1/streams/:stream", s.getStream)
@@ -98,11 +116,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(newHubCollector(deps.Hub))
-	for _, c := range deps.Metrics {
+	reg.MustRegister(newHubCollector(deps.Hub), newViewersCollector(deps.Hub, deps.Outputs))
+	for _, c := range append(deps.Metrics, s.lim.rejected) {
 		reg.MustRegister(c)
 	}
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	if cfg.PProf {
+		s.pprofRoutes(e)
+	}
 	return s, nil
 }
 
@@ -127,7 +148,11 @@ func (s *Server) Serve() error {
 	s.echo.Listener = s.ln
 	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
 	s.echo.Server = srv
-	if err := srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serve := func() error { return srv.Serve(s.ln) }
+	if s.cfg.TLSCert != "" {
+		serve = func() error { return srv.ServeTLS(s.ln, s.cfg.TLSCert, s.cfg.TLSKey) }
+	}
+	if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

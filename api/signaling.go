@@ -22,6 +22,8 @@ type peerSession interface {
 	ETag() string
 	Patch(ctx context.Context, ifMatch string, body []byte) ([]byte, string, error)
 	Close()
+	// Done is closed when the session has ended.
+	Done() <-chan struct{}
 }
 
 // signaling is one RFC 9725 resource family: /whip or /whep. Both follow
@@ -123,13 +125,16 @@ func (g *signaling) get(c echo.Context) error { return c.NoContent(http.StatusNo
 
 func (g *signaling) routes(e *echo.Echo, s *Server) {
 	auth := s.require(g.act)
+	// Limits (limits.go): the request rate first, so that guessing tokens
+	// is slowed too; session slots only once the token is good.
+	rate, body := s.lim.rate, s.lim.body
 	e.OPTIONS(g.prefix+"/:stream", g.options)
 	e.GET(g.prefix+"/:stream", g.get)
 	e.HEAD(g.prefix+"/:stream", g.get)
-	e.POST(g.prefix+"/:stream", g.post, auth)
+	e.POST(g.prefix+"/:stream", g.post, rate, body, auth, s.lim.sessions(g.act == actionPublish, g.lookup))
 	e.OPTIONS(g.prefix+"/:stream/:session", g.options)
-	e.PATCH(g.prefix+"/:stream/:session", g.patch, auth)
-	e.DELETE(g.prefix+"/:stream/:session", g.delete, auth)
+	e.PATCH(g.prefix+"/:stream/:session", g.patch, rate, body, auth)
+	e.DELETE(g.prefix+"/:stream/:session", g.delete, rate, auth)
 }
 
 // signalingError maps session errors to RFC 9725 status codes.
@@ -168,6 +173,10 @@ func hasContentType(r *http.Request, want string) bool {
 // large it answers the request itself (400, 413) and reports answered.
 func readBody(c echo.Context, limit int64) (body []byte, answered bool, err error) {
 	body, err = io.ReadAll(io.LimitReader(c.Request().Body, limit+1))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, true, problem(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", tooLarge.Limit))
+	}
 	if err != nil {
 		return nil, true, problem(c, http.StatusBadRequest, "the request body could not be read")
 	}

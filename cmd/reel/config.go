@@ -12,13 +12,19 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/reel-gateway/reel/api"
+	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/recorder"
 )
 
 // Config is everything an operator can set. Each field is reachable as a
 // YAML key, a REEL_* environment variable and a flag; see options.
 type Config struct {
 	HTTP struct {
-		Addr string `yaml:"addr"`
+		Addr    string `yaml:"addr"`
+		TLSCert string `yaml:"tls_cert"`
+		TLSKey  string `yaml:"tls_key"`
 	} `yaml:"http"`
 	RTSP struct {
 		Enabled     bool     `yaml:"enabled"`
@@ -39,12 +45,27 @@ type Config struct {
 		ICEServers []string `yaml:"ice_servers"`
 	} `yaml:"webrtc"`
 	Recordings struct {
-		Enabled bool   `yaml:"enabled"`
-		Dir     string `yaml:"dir"`
+		Enabled         bool          `yaml:"enabled"`
+		Dir             string        `yaml:"dir"`
+		SegmentDuration time.Duration `yaml:"segment_duration"`
+		MaxAge          time.Duration `yaml:"max_age"`
+		MaxTotalSize    byteSize      `yaml:"max_total_size"`
+		MinFreeSpace    byteSize      `yaml:"min_free_space"`
 	} `yaml:"recordings"`
 	Publish struct {
 		OnConflict string `yaml:"on_conflict"`
 	} `yaml:"publish"`
+	Limits struct {
+		MaxBodyBytes     int           `yaml:"max_body_bytes"`
+		Publishers       int           `yaml:"publishers"`
+		ViewersPerStream int           `yaml:"viewers_per_stream"`
+		Viewers          int           `yaml:"viewers"`
+		SessionsPerIP    int           `yaml:"sessions_per_ip"`
+		RequestRate      float64       `yaml:"request_rate"`
+		RequestBurst     int           `yaml:"request_burst"`
+		ConnectTimeout   time.Duration `yaml:"connect_timeout"`
+		IdleTimeout      time.Duration `yaml:"idle_timeout"`
+	} `yaml:"limits"`
 	Codecs struct {
 		Video []string `yaml:"video"`
 		Audio []string `yaml:"audio"`
@@ -55,11 +76,20 @@ type Config struct {
 		ReadTokens    []string          `yaml:"read_tokens"`
 		AdminTokens   []string          `yaml:"admin_tokens"`
 		PublicRead    bool              `yaml:"public_read"`
+		JWTHS256      string            `yaml:"jwt_hs256_secret"`
+		JWTRS256Key   string            `yaml:"jwt_rs256_public_key"`
 	} `yaml:"auth"`
 	Log struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
+	Events struct {
+		Webhooks []string `yaml:"webhooks"`
+		Secret   string   `yaml:"secret"`
+	} `yaml:"events"`
+	Debug struct {
+		PProf bool `yaml:"pprof"`
+	} `yaml:"debug"`
 }
 
 // defaultConfig is the SPEC's "one command, nothing to configure".
@@ -75,7 +105,13 @@ func defaultConfig() *Config {
 	c.WebRTC.UDPAddr = ":8189"
 	c.Recordings.Enabled = true
 	c.Recordings.Dir = "./recordings"
+	c.Recordings.MinFreeSpace = 500e6
 	c.Publish.OnConflict = "reject"
+	lim := api.DefaultLimits()
+	c.Limits.MaxBodyBytes, c.Limits.Publishers = int(lim.MaxBodyBytes), lim.Publishers
+	c.Limits.ViewersPerStream, c.Limits.Viewers = lim.ViewersPerStream, lim.Viewers
+	c.Limits.SessionsPerIP, c.Limits.RequestRate, c.Limits.RequestBurst = lim.SessionsPerIP, lim.RequestRate, lim.RequestBurst
+	c.Limits.ConnectTimeout, c.Limits.IdleTimeout = 15*time.Second, ingest.DefaultIdleTimeout
 	c.Codecs.Video = []string{"h264", "vp8", "vp9", "av1"}
 	c.Codecs.Audio = []string{"opus"}
 	c.Log.Level = "info"
@@ -99,6 +135,8 @@ func (o option) envName() string {
 func options(c *Config) []option {
 	return []option{
 		{"http.addr", "HTTP listen address: WHIP, WHEP, API, HLS, web UI, metrics", (*stringValue)(&c.HTTP.Addr)},
+		{"http.tls_cert", "PEM certificate file: serve HTTPS instead of HTTP (with http.tls_key)", (*stringValue)(&c.HTTP.TLSCert)},
+		{"http.tls_key", "PEM private key file for http.tls_cert", (*stringValue)(&c.HTTP.TLSKey)},
 		{"rtsp.enabled", "serve live streams over RTSP", (*boolValue)(&c.RTSP.Enabled)},
 		{"rtsp.addr", "RTSP listen address (TCP)", (*stringValue)(&c.RTSP.Addr)},
 		{"rtsp.udp_rtp_addr", "RTSP UDP transport, RTP port (empty: TCP only)", (*stringValue)(&c.RTSP.UDPRTPAddr)},
@@ -112,7 +150,20 @@ func options(c *Config) []option {
 		{"webrtc.ice_servers", "STUN/TURN URLs offered to clients in Link headers, comma separated", (*listValue)(&c.WebRTC.ICEServers)},
 		{"recordings.enabled", "record every live stream", (*boolValue)(&c.Recordings.Enabled)},
 		{"recordings.dir", "where recordings are written", (*stringValue)(&c.Recordings.Dir)},
+		{"recordings.segment_duration", "cut long recordings into files of about this length, on keyframes, without a gap (0: one file per publication)", (*durationValue)(&c.Recordings.SegmentDuration)},
+		{"recordings.max_age", "delete finished recordings older than this, checked every minute, e.g. 720h (0: keep)", (*durationValue)(&c.Recordings.MaxAge)},
+		{"recordings.max_total_size", "delete the oldest finished recordings while all take more than this, e.g. 100GB (0: no limit)", (*byteSize)(&c.Recordings.MaxTotalSize)},
+		{"recordings.min_free_space", "start no new recording while the disk has less free space than this; live streaming goes on (0: off)", (*byteSize)(&c.Recordings.MinFreeSpace)},
 		{"publish.on_conflict", "a second publisher on a live stream: reject (409) or replace the first", (*stringValue)(&c.Publish.OnConflict)},
+		{"limits.max_body_bytes", "largest WHIP/WHEP POST or PATCH body (413 beyond; 0: no limit but the SDP's 64 KiB)", (*intValue)(&c.Limits.MaxBodyBytes)},
+		{"limits.publishers", "most live publishers in total (503 beyond; 0: no limit)", (*intValue)(&c.Limits.Publishers)},
+		{"limits.viewers_per_stream", "most WHEP viewers of one stream (503 beyond; 0: no limit)", (*intValue)(&c.Limits.ViewersPerStream)},
+		{"limits.viewers", "most WHEP viewers in total (503 beyond; 0: no limit)", (*intValue)(&c.Limits.Viewers)},
+		{"limits.sessions_per_ip", "most live WHIP+WHEP sessions from one address (429 beyond; 0: no limit)", (*intValue)(&c.Limits.SessionsPerIP)},
+		{"limits.request_rate", "POST/PATCH/DELETE requests per second from one address (429 beyond; 0: no limit)", (*floatValue)(&c.Limits.RequestRate)},
+		{"limits.request_burst", "requests one address may make at once before request_rate applies", (*intValue)(&c.Limits.RequestBurst)},
+		{"limits.connect_timeout", "end a WHIP/WHEP session whose peer has not connected (ICE+DTLS) this long after the answer", (*durationValue)(&c.Limits.ConnectTimeout)},
+		{"limits.idle_timeout", "end a connected publisher that sends no media for this long; its recording is finalized (0: never)", (*durationValue)(&c.Limits.IdleTimeout)},
 		{"codecs.video", "video codecs WHIP accepts, most preferred first", (*listValue)(&c.Codecs.Video)},
 		{"codecs.audio", "audio codecs WHIP accepts, most preferred first", (*listValue)(&c.Codecs.Audio)},
 		{"auth.publish_tokens", "bearer tokens that may publish any stream, comma separated (any token turns auth on)", (*listValue)(&c.Auth.PublishTokens)},
@@ -120,8 +171,13 @@ func options(c *Config) []option {
 		{"auth.read_tokens", "tokens that may watch (WHEP, HLS, RTSP), comma separated", (*listValue)(&c.Auth.ReadTokens)},
 		{"auth.admin_tokens", "tokens that may do everything, including the API's DELETE", (*listValue)(&c.Auth.AdminTokens)},
 		{"auth.public_read", "let anyone watch while publishing needs a token", (*boolValue)(&c.Auth.PublicRead)},
+		{"auth.jwt_hs256_secret", "accept HS256 JWTs signed with this secret (claims: stream, action, exp)", (*secretValue)(&c.Auth.JWTHS256)},
+		{"auth.jwt_rs256_public_key", "accept RS256 JWTs verified with this PEM public key file (claims: stream, action, exp)", (*stringValue)(&c.Auth.JWTRS256Key)},
 		{"log.level", "debug, info, warn or error", (*stringValue)(&c.Log.Level)},
 		{"log.format", "text or json", (*stringValue)(&c.Log.Format)},
+		{"events.webhooks", "URLs that get every event (publish.started, publish.stopped, recording.finished) as a JSON POST, comma separated", (*listValue)(&c.Events.Webhooks)},
+		{"events.secret", "key of the X-Reel-Signature HMAC-SHA256 on webhook requests", (*secretValue)(&c.Events.Secret)},
+		{"debug.pprof", "serve Go profiles at /debug/pprof/ to admin tokens (needs auth.admin_tokens)", (*boolValue)(&c.Debug.PProf)},
 	}
 }
 
@@ -229,6 +285,64 @@ type (
 
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
 func (v *stringValue) String() string     { return string(*v) }
+
+type (
+	intValue   int
+	floatValue float64
+)
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a whole number, 0 or more, got %q", s)
+	}
+	*v = intValue(n)
+	return nil
+}
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+
+func (v *floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 {
+		return fmt.Errorf("want a number, 0 or more, got %q", s)
+	}
+	*v = floatValue(f)
+	return nil
+}
+func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+
+// byteSize is a size in bytes, written as 10GB, 512MiB or a plain number.
+type byteSize uint64
+
+func (v *byteSize) Set(s string) error {
+	n, err := recorder.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*v = byteSize(n)
+	return nil
+}
+
+func (v *byteSize) String() string {
+	if *v == 0 {
+		return "0"
+	}
+	return recorder.FormatSize(uint64(*v))
+}
+
+// UnmarshalYAML reads a size from the configuration file.
+func (v *byteSize) UnmarshalYAML(n *yaml.Node) error { return v.Set(n.Value) }
+
+// secretValue is a string that help never shows.
+type secretValue string
+
+func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+func (v *secretValue) String() string {
+	if *v == "" {
+		return ""
+	}
+	return "(set)"
+}
 
 func (v *boolValue) Set(s string) error {
 	b, err := strconv.ParseBool(s)

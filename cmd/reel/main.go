@@ -19,6 +19,7 @@ import (
 	"github.com/reel-gateway/reel/egress/hls"
 	"github.com/reel-gateway/reel/egress/rtsp"
 	"github.com/reel-gateway/reel/egress/whep"
+	"github.com/reel-gateway/reel/events"
 	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/recorder"
 )
@@ -110,19 +111,38 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer rtc.Close()
 
-	rec, err := recorder.New(recorder.Config{Dir: cfg.Recordings.Dir, Enabled: cfg.Recordings.Enabled, Logger: log})
+	ev, err := events.New(events.Config{Webhooks: cfg.Events.Webhooks, Secret: cfg.Events.Secret, Logger: log})
+	if err != nil {
+		return fmt.Errorf("events.webhooks: %w", err)
+	}
+	// Deferred first, so it runs last: the recording.finished events of
+	// the shutdown are still delivered.
+	defer ev.Close()
+
+	rec, err := recorder.New(recorder.Config{Dir: cfg.Recordings.Dir, Enabled: cfg.Recordings.Enabled, Logger: log,
+		SegmentDuration: cfg.Recordings.SegmentDuration, MaxAge: cfg.Recordings.MaxAge,
+		MaxTotalSize: uint64(cfg.Recordings.MaxTotalSize), MinFreeSpace: uint64(cfg.Recordings.MinFreeSpace),
+		OnFinish: func(in recorder.Info) { ev.Emit(events.FromRecording(in)) }})
 	if err != nil {
 		return err
 	}
 	defer rec.Close()
 	hub.OnPublish(rec.Record)
+	hub.OnPublish(func(s *ingest.Stream) { ev.Emit(events.FromPublish(s.Info())) })
+	hub.OnUnpublish(func(s *ingest.Stream) { ev.Emit(events.FromUnpublish(s.Info())) })
 
-	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{Preferences: prefs, Logger: log})
+	idle := cfg.Limits.IdleTimeout
+	if idle == 0 {
+		idle = -1 // 0 in the configuration means never
+	}
+	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{Preferences: prefs, Logger: log,
+		ConnectTimeout: cfg.Limits.ConnectTimeout, IdleTimeout: idle})
 	defer whipSrv.Close()
-	whepSrv := whep.New(hub, rtc, whep.Config{Logger: log})
+	whepSrv := whep.New(hub, rtc, whep.Config{Logger: log, ConnectTimeout: cfg.Limits.ConnectTimeout})
 	defer whepSrv.Close()
 
-	deps := api.Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv, Outputs: map[string]api.ViewerCounter{}}
+	deps := api.Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv, Outputs: map[string]api.ViewerCounter{}, Recordings: rec}
+	deps.Metrics = append(deps.Metrics, api.NewRecorderCollector(rec), api.NewEventsCollector(ev))
 	if cfg.RTSP.Enabled {
 		readTokens := append(append([]string{}, cfg.Auth.ReadTokens...), cfg.Auth.AdminTokens...)
 		rtspSrv, err := rtsp.New(rtsp.Config{Addr: cfg.RTSP.Addr, UDPRTPAddr: cfg.RTSP.UDPRTPAddr, UDPRTCPAddr: cfg.RTSP.UDPRTCPAddr,
@@ -143,7 +163,18 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		deps.HLS = hlsSrv
 		deps.Outputs["hls"] = hlsSrv
 	}
-	apiSrv, err := api.New(api.Config{Addr: cfg.HTTP.Addr, Auth: authConfig(cfg), Logger: log}, deps)
+	auth := authConfig(cfg)
+	if cfg.Auth.JWTRS256Key != "" {
+		if auth.JWT.RS256PublicKeyPEM, err = os.ReadFile(cfg.Auth.JWTRS256Key); err != nil {
+			return fmt.Errorf("auth.jwt_rs256_public_key: %w", err)
+		}
+	}
+	if (cfg.HTTP.TLSCert == "") != (cfg.HTTP.TLSKey == "") {
+		return errors.New("http.tls_cert and http.tls_key go together: set both or neither")
+	}
+	apiSrv, err := api.New(api.Config{Addr: cfg.HTTP.Addr, Auth: auth, Logger: log, Limits: limits(cfg),
+		TLSCert: cfg.HTTP.TLSCert, TLSKey: cfg.HTTP.TLSKey,
+		UI: api.UIConfig{RTSPAddr: rtspAddrIfOn(cfg)}, PProf: cfg.Debug.PProf}, deps)
 	if err != nil {
 		return err
 	}
@@ -174,7 +205,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 func authConfig(cfg *Config) api.AuthConfig {
 	return api.AuthConfig{PublishTokens: cfg.Auth.PublishTokens, StreamTokens: cfg.Auth.StreamTokens,
-		ReadTokens: cfg.Auth.ReadTokens, AdminTokens: cfg.Auth.AdminTokens, PublicRead: cfg.Auth.PublicRead}
+		ReadTokens: cfg.Auth.ReadTokens, AdminTokens: cfg.Auth.AdminTokens, PublicRead: cfg.Auth.PublicRead,
+		JWT: api.JWTConfig{HS256Secret: cfg.Auth.JWTHS256}}
 }
 
 // readTokensIfAuth gives RTSP the tokens that may read when auth is on.
@@ -190,9 +222,23 @@ func readTokensIfAuth(cfg *Config, tokens []string) []string {
 	return tokens
 }
 
+func limits(cfg *Config) api.Limits {
+	l := cfg.Limits
+	return api.Limits{MaxBodyBytes: int64(l.MaxBodyBytes), Publishers: l.Publishers, ViewersPerStream: l.ViewersPerStream,
+		Viewers: l.Viewers, SessionsPerIP: l.SessionsPerIP, RequestRate: l.RequestRate, RequestBurst: l.RequestBurst}
+}
+
 type rtspReaders struct{ s *rtsp.Server }
 
 func (r rtspReaders) Viewers(stream string) int { return r.s.Readers(stream) }
+
+// rtspAddrIfOn is the RTSP address for the web UI's links, or "" when off.
+func rtspAddrIfOn(cfg *Config) string {
+	if !cfg.RTSP.Enabled {
+		return ""
+	}
+	return cfg.RTSP.Addr
+}
 
 func enabledAddr(on bool, addr string) string {
 	if !on {
