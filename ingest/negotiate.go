@@ -341,3 +341,20 @@ func profileIDC(fmtp string) string {
 	}
 	return ""
 }
+
+// unbundleOnly gives every bundle-only section (port 0 and a=bundle-only,
+// as JSEP max-bundle offers from webrtcbin have) the port 9 of a bundled
+// section, so neither negotiate nor pion takes it for a rejected one.
+func unbundleOnly(sd *sdp.SessionDescription) bool {
+	changed := false
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Port.Value != 0 {
+			continue
+		}
+		if _, ok := md.Attribute("bundle-only"); ok {
+			md.MediaName.Port.Value = 9
+			changed = true
+		}
+	}
+	return changed
+}

@@ -147,3 +147,36 @@ func TestKeyframeDetection(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// GStreamer's webrtcbin offers max-bundle with the second section
+// bundle-only (port 0); that section is bundled, not rejected.
+func TestBundleOnlySectionIsNotRejected(t *testing.T) {
+	offer := strings.ReplaceAll(strings.ReplaceAll(obsOffer("640032", "1"), "PM", "1"), "\n", "\r\n")
+	offer = strings.Replace(offer, "m=video 53711", "m=video 0", 1)
+	offer = strings.Replace(offer, "a=mid:1\r\n", "a=mid:1\r\na=bundle-only\r\n", 1)
+	sd, err := parseOffer([]byte(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !unbundleOnly(sd) {
+		t.Fatal("bundle-only section not recognised")
+	}
+	tracks, _, err := negotiate(sd, DefaultPreferences(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tracks) != 2 || tracks[1].Codec != H264 {
+		t.Fatalf("tracks %v", tracks)
+	}
+}
+
+// The ICE restart answer lists component 1 only: with rtcp-mux nothing
+// uses component 2, and whip-whep's restart() accepts one line per candidate.
+func TestRestartFragmentHasComponentOneOnly(t *testing.T) {
+	local := "v=0\r\na=ice-ufrag:U\r\na=ice-pwd:P\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n" +
+		"a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=candidate:1 2 udp 2130706431 127.0.0.1 5000 typ host\r\n"
+	frag := string(buildSDPFrag(local))
+	if strings.Contains(frag, "candidate:1 2 ") || !strings.Contains(frag, "candidate:1 1 ") {
+		t.Fatalf("fragment:\n%s", frag)
+	}
+}

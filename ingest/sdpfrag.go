@@ -78,6 +78,12 @@ func buildSDPFrag(localSDP string) []byte {
 			cur = line
 			media = append(media, cur)
 		case strings.HasPrefix(line, "a=candidate:"):
+			// With rtcp-mux only component 1 is used; pion repeats each
+			// candidate as component 2, and whip-whep's restart() joins
+			// the lines with commas, so it copes with one line only.
+			if f := strings.Fields(line); len(f) > 1 && f[1] != "1" {
+				continue
+			}
 			cands[cur] = append(cands[cur], line)
 		}
 	}

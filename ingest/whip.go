@@ -77,6 +77,11 @@ func (w *WHIP) Publish(ctx context.Context, name string, offer []byte, remote st
 	if err != nil {
 		return nil, nil, err
 	}
+	if unbundleOnly(sd) {
+		if offer, err = sd.Marshal(); err != nil {
+			return nil, nil, err
+		}
+	}
 	tracks, me, err := negotiate(sd, w.cfg.Preferences, true)
 	if err != nil {
 		return nil, nil, err

@@ -48,6 +48,7 @@ type recording struct {
 	stopped   bool
 	t0        time.Time // arrival of the first video keyframe: ms 0
 	lastKFReq time.Time
+	lastKeyMS int64 // timeline ms of the last video keyframe written
 	file      *partFile
 	w         containerWriter // nil before the first file and once stopped
 	partPath  string
@@ -413,6 +414,18 @@ func (rc *recording) write(q queuedFrame) error {
 				return err
 			}
 		} else {
+			rc.requestKeyframe(false)
+		}
+	}
+	// WebRTC publishers send keyframes only when asked, and ebml-go cuts a
+	// cluster every maxClusterMS and lists it in Cues even when it does
+	// not start on a keyframe, which breaks seeking there. Ask early
+	// enough (500 ms covers a round trip and the encoder) that every
+	// cluster starts on one; OBS's usual 2 s keyframes need no asking.
+	if rc.hasVideo && q.track == 0 {
+		if q.keyframe {
+			rc.lastKeyMS = q.ts
+		} else if q.ts-rc.lastKeyMS >= maxClusterMS-500 {
 			rc.requestKeyframe(false)
 		}
 	}

@@ -44,6 +44,9 @@ type muxer struct {
 	inFlight    atomic.Int32
 	// warned is when the last warning was logged, in Unix nanoseconds.
 	warned atomic.Int64
+	// segment is the least segment length: a WebRTC publisher sends a
+	// keyframe only when asked, so past it the muxer asks for one.
+	segment time.Duration
 }
 
 // track is one ingest track on its way into the muxer.
@@ -64,12 +67,13 @@ type track struct {
 
 	waitKey    bool // video: drop units until a random access point
 	lastKeyReq time.Time
+	lastKeyPTS int64 // video: PTS of the last random access point written
 }
 
 // startMuxer builds the gohlslib muxer for stream, subscribes to the hub
 // and asks the publisher for a keyframe.
 func startMuxer(cfg Config, stream *ingest.Stream, log *slog.Logger) (*muxer, error) {
-	m := &muxer{name: stream.Name, stream: stream, log: log, tracks: map[*ingest.Track]*track{}}
+	m := &muxer{name: stream.Name, stream: stream, log: log, tracks: map[*ingest.Track]*track{}, segment: cfg.SegmentDuration}
 	m.lastRequest.Store(time.Now().UnixNano())
 	m.hls = &gohlslib.Muxer{
 		Variant:            gohlslib.MuxerVariantLowLatency,
@@ -249,6 +253,15 @@ func (m *muxer) handle(t *track, pkt *rtp.Packet) {
 	}
 	t.wrote = true
 	t.lastPTS = pts
+	if t.video {
+		if t.dep.randomAccess(u) {
+			t.lastKeyPTS = pts
+		} else if m.segment > 0 && ticksToDuration(pts-t.lastKeyPTS, t.clock) >= m.segment && time.Since(t.lastKeyReq) >= keyframeRetry {
+			// End the segment: without a keyframe it never ends.
+			t.lastKeyReq = time.Now()
+			m.stream.RequestKeyframe()
+		}
+	}
 }
 
 // needKeyframe makes a video track drop units until the next keyframe and
