@@ -20,7 +20,7 @@ import (
 )
 
 // TestBrowserUI drives the web UI in the system's headless Chromium through
-// e2e/browser/ui.mjs (Playwright): publish the fake camera as VP8, watch it
+// e2e/drivers/ui.mjs (Playwright): publish the fake camera as VP8, watch it
 // over WHEP, stop, then play and delete the recording on the recordings
 // page. The gateway sends its webhooks to a receiver here, which checks
 // they arrive signed, in order, for the same stream.
@@ -36,7 +36,7 @@ func TestBrowserUI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "browser/ui.mjs", g.HTTP)
+	cmd := exec.CommandContext(ctx, node, "drivers/ui.mjs", g.HTTP)
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "REEL_ARTIFACTS="+artifacts, "REEL_STREAM=browsertest")
 	out, err := cmd.CombinedOutput()
 	t.Logf("ui.mjs:\n%s", out)
@@ -96,16 +96,16 @@ func browserTools(t *testing.T) (node, chromium string) {
 	if _, err := os.Stat(chromium); err != nil {
 		missing("Chromium not found at " + chromium)
 	}
-	if _, err := os.Stat("browser/node_modules/playwright-core/package.json"); err != nil {
+	if _, err := os.Stat("drivers/node_modules/playwright-core/package.json"); err != nil {
 		npm, err := exec.LookPath("npm")
 		if err != nil {
-			missing("playwright-core is not installed and npm is missing (cd e2e/browser && npm ci)")
+			missing("playwright-core is not installed and npm is missing (bash e2e/drivers/install.sh)")
 		}
 		install := exec.Command(npm, "ci", "--no-audit", "--no-fund")
-		install.Dir = "browser"
+		install.Dir = "drivers"
 		install.Env = append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1")
 		if out, err := install.CombinedOutput(); err != nil {
-			missing("npm ci in e2e/browser failed: " + err.Error() + "\n" + string(out))
+			missing("npm ci in e2e/drivers failed: " + err.Error() + "\n" + string(out))
 		}
 	}
 	return node, chromium
