@@ -29,13 +29,24 @@ func newTestServer(t *testing.T, auth AuthConfig, ice ...string) *testServer {
 func newTestServerRTC(t *testing.T, auth AuthConfig, rtcCfg ingest.RTCConfig) *testServer {
 	t.Helper()
 	hub := ingest.NewHub(ingest.Reject)
+	return &testServer{url: serveAPI(t, hub, rtcCfg, Config{Auth: auth}, Deps{}), hub: hub}
+}
+
+// serveAPI runs the API over hub with a real WHIP and WHEP stack on
+// loopback; deps' other fields (recordings, metrics) are kept.
+func serveAPI(t *testing.T, hub *ingest.Hub, rtcCfg ingest.RTCConfig, cfg Config, deps Deps) string {
+	t.Helper()
+	if rtcCfg.UDPAddr == "" {
+		rtcCfg.UDPAddr = "127.0.0.1:0"
+	}
 	rtc, err := ingest.NewRTC(rtcCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{})
 	whepSrv := whep.New(hub, rtc, whep.Config{})
-	srv, err := New(Config{Auth: auth}, Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv})
+	deps.Hub, deps.WHIP, deps.WHEP = hub, whipSrv, whepSrv
+	srv, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +57,7 @@ func newTestServerRTC(t *testing.T, auth AuthConfig, rtcCfg ingest.RTCConfig) *t
 		whipSrv.Close()
 		_ = rtc.Close()
 	})
-	return &testServer{url: hs.URL, hub: hub}
+	return hs.URL
 }
 
 // offer builds a real pion offer listing the given codecs, with one

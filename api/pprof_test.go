@@ -2,34 +2,14 @@ package api
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
-	"github.com/reel-gateway/reel/egress/whep"
 	"github.com/reel-gateway/reel/ingest"
 )
 
 func pprofServer(t *testing.T, on bool, auth AuthConfig) string {
 	t.Helper()
-	hub := ingest.NewHub(ingest.Reject)
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{})
-	whepSrv := whep.New(hub, rtc, whep.Config{})
-	srv, err := New(Config{Auth: auth, PProf: on}, Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		whepSrv.Close()
-		whipSrv.Close()
-		_ = rtc.Close()
-	})
-	return hs.URL
+	return serveAPI(t, ingest.NewHub(ingest.Reject), ingest.RTCConfig{}, Config{Auth: auth, PProf: on}, Deps{})
 }
 
 // Profiles are off by default, closed while auth is off, and open to admin

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/egress/whep"
 	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/mediacheck"
@@ -58,24 +56,7 @@ func newArchive(t *testing.T) *archive {
 // serve starts one more API server over the archive's recorder.
 func (a *archive) serve(t *testing.T, auth AuthConfig) string {
 	t.Helper()
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	whipSrv := ingest.NewWHIP(a.hub, rtc, ingest.WHIPConfig{})
-	whepSrv := whep.New(a.hub, rtc, whep.Config{})
-	srv, err := New(Config{Auth: auth}, Deps{Hub: a.hub, WHIP: whipSrv, WHEP: whepSrv, Recordings: a.rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		whepSrv.Close()
-		whipSrv.Close()
-		_ = rtc.Close()
-	})
-	return hs.URL
+	return serveAPI(t, a.hub, ingest.RTCConfig{}, Config{Auth: auth}, Deps{Recordings: a.rec})
 }
 
 // publish sends src on stream until the files end (or, with Loop, until

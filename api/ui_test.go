@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"io/fs"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/reel-gateway/reel/egress/whep"
 	"github.com/reel-gateway/reel/ingest"
 )
 
@@ -106,23 +104,5 @@ func TestUIConfig(t *testing.T) {
 // newUIServer is a server with cfg, no HLS, and the given collectors.
 func newUIServer(t *testing.T, cfg Config, collectors ...prometheus.Collector) string {
 	t.Helper()
-	hub := ingest.NewHub(ingest.Reject)
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{})
-	whepSrv := whep.New(hub, rtc, whep.Config{})
-	srv, err := New(cfg, Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv, Metrics: collectors})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		whepSrv.Close()
-		whipSrv.Close()
-		_ = rtc.Close()
-	})
-	return hs.URL
+	return serveAPI(t, ingest.NewHub(ingest.Reject), ingest.RTCConfig{}, cfg, Deps{Metrics: collectors})
 }
