@@ -10,6 +10,7 @@ import (
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/transport/v2/stdnet"
 	"github.com/pion/webrtc/v3"
 )
 
@@ -60,14 +61,18 @@ func NewRTC(cfg RTCConfig) (*RTC, error) {
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		// One socket per interface on the same port: pion can then
 		// advertise each interface's real address as a host candidate.
-		mux, err = ice.NewMultiUDPMuxFromPort(port, ice.UDPMuxFromPortWithLoopback(),
-			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4), ice.UDPMuxFromPortWithReadBufferSize(muxReadBuffer))
+		var std *stdnet.Net
+		if std, err = stdnet.NewNet(); err == nil {
+			mux, err = ice.NewMultiUDPMuxFromPort(port, ice.UDPMuxFromPortWithLoopback(),
+				ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4), ice.UDPMuxFromPortWithReadBufferSize(muxReadBuffer),
+				ice.UDPMuxFromPortWithNet(spreadNet{std}))
+		}
 	} else {
 		var conn *net.UDPConn
 		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
 		if err == nil {
 			_ = conn.SetReadBuffer(muxReadBuffer)
-			mux = webrtc.NewICEUDPMux(nil, conn)
+			mux = webrtc.NewICEUDPMux(nil, spreadWrites(conn))
 		}
 	}
 	if err != nil {

@@ -41,6 +41,8 @@ type viewerTrack struct {
 	local   *webrtc.TrackLocalStaticRTP
 	started bool // video waits for a keyframe so the picture starts clean
 	out     rtp.Packet
+	// hist answers NACKs (video only: players do not NACK audio).
+	hist *history
 }
 
 func newSession(ctx context.Context, srv *Server, stream *ingest.Stream, offer []byte, remote string) (*Session, []byte, error) {
@@ -48,7 +50,7 @@ func newSession(ctx context.Context, srv *Server, stream *ingest.Stream, offer [
 	if err != nil {
 		return nil, nil, err
 	}
-	pc, err := srv.rtc.NewPeerConnection(me)
+	pc, err := srv.rtc.NewViewerPeerConnection(me)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -84,8 +86,12 @@ func (sess *Session) answer(ctx context.Context, vts []ingest.ViewerTrack, offer
 		if err != nil {
 			return nil, fmt.Errorf("adding %s track: %w", vt.Track.Kind, err)
 		}
-		go sess.readRTCP(sender)
-		sess.tracks = append(sess.tracks, &viewerTrack{src: vt.Track, local: local, started: vt.Track.Kind != ingest.Video})
+		t := &viewerTrack{src: vt.Track, local: local, started: vt.Track.Kind != ingest.Video}
+		if vt.Track.Kind == ingest.Video {
+			t.hist = new(history)
+		}
+		go sess.readRTCP(sender, t)
+		sess.tracks = append(sess.tracks, t)
 	}
 	sess.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		sess.log.Debug("connection state", "state", s.String())
@@ -119,18 +125,28 @@ func (sess *Session) answer(ctx context.Context, vts []ingest.ViewerTrack, offer
 	return []byte(sess.pc.LocalDescription().SDP), nil
 }
 
-// readRTCP runs the interceptors (NACK responder, reports) on the viewer's
-// feedback and passes keyframe requests on to the publisher.
-func (sess *Session) readRTCP(sender *webrtc.RTPSender) {
+// readRTCP reads the viewer's feedback on one track: it resends what the
+// viewer NACKs and passes keyframe requests on to the publisher.
+func (sess *Session) readRTCP(sender *webrtc.RTPSender, vt *viewerTrack) {
 	for {
 		pkts, _, err := sender.ReadRTCP()
 		if err != nil {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				sess.stream.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				if vt.hist == nil {
+					continue
+				}
+				for _, pair := range p.Nacks {
+					pair.Range(func(seq uint16) bool {
+						vt.hist.resend(seq, vt.local.WriteRTP)
+						return true
+					})
+				}
 			}
 		}
 	}
@@ -151,13 +167,12 @@ func (sess *Session) WritePacket(p *ingest.Packet) {
 			}
 			vt.started = true
 		}
-		// The publisher's header extensions carry its own negotiated ids,
-		// which mean nothing to this viewer.
-		vt.out.Header = p.RTP.Header
-		vt.out.Header.Extension = false
-		vt.out.Header.Extensions = nil
-		vt.out.Payload = p.RTP.Payload
-		_ = vt.local.WriteRTP(&vt.out)
+		forwardHeader(&vt.out, p)
+		err := vt.local.WriteRTP(&vt.out)
+		vt.out.Payload = nil // p goes back to the pool after we return
+		if err == nil && vt.hist != nil {
+			vt.hist.put(p)
+		}
 		return
 	}
 }
@@ -177,6 +192,11 @@ func (sess *Session) Close() {
 		sess.srv.remove(sess)
 		if sess.sub != nil {
 			sess.sub.Close()
+		}
+		for _, vt := range sess.tracks {
+			if vt.hist != nil {
+				vt.hist.close()
+			}
 		}
 		_ = sess.pc.Close()
 		close(sess.done)
