@@ -6,7 +6,8 @@
 # Usage: testdata/generate.sh            (writes next to this script)
 #
 # Needs ffmpeg built with libvpx, libx264, libopus and, for av1.ivf, an AV1
-# encoder (libaom-av1 or libsvtav1). Each fixture must stay below 400 KB.
+# encoder (libaom-av1 or libsvtav1). Each fixture must stay below 400 KB,
+# except h264-2500k.h264 (the load tool's 2.5 Mbit/s stream), below 2 MB.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -34,6 +35,15 @@ video_src() { # $1 = seconds
 	-b:v 400k -maxrate 400k -bufsize 400k \
 	-x264-params slices=4:threads=4:keyint=30:min-keyint=30:scenecut=0:repeat-headers=1 \
 	-f h264 h264.h264
+
+# H.264 High at 2.5 Mbit/s, 720p, for cmd/reel-load: the bitrate a real OBS
+# stream has. Noise keeps x264 from compressing the test pattern below the
+# target; keyframes every 2 s, as OBS is usually set up. 5 s, about 1.6 MB.
+"${FF[@]}" -f lavfi -i "testsrc2=size=1280x720:rate=${FPS}:duration=5" -vf "noise=alls=12:allf=t" \
+	-pix_fmt yuv420p -c:v libx264 -profile:v high -preset veryfast -tune zerolatency -bf 0 \
+	-b:v 2500k -minrate 2500k -maxrate 2500k -bufsize 2500k \
+	-x264-params slices=4:threads=4:keyint=60:min-keyint=60:scenecut=0:repeat-headers=1 \
+	-f h264 h264-2500k.h264
 
 # H.264 Constrained Baseline, single slice (threads=1, see above), 3 s.
 "${FF[@]}" -f lavfi -i "$(video_src 3)" -pix_fmt yuv420p \
@@ -74,4 +84,4 @@ else
 	echo "no AV1 encoder in this ffmpeg: av1.ivf not regenerated" >&2
 fi
 
-ls -l vp8.ivf h264.h264 h264-baseline.h264 opus.ogg vp9.ivf av1.ivf 2>/dev/null
+ls -l vp8.ivf h264.h264 h264-2500k.h264 h264-baseline.h264 opus.ogg vp9.ivf av1.ivf 2>/dev/null

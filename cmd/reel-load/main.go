@@ -1,0 +1,132 @@
+// Command reel-load measures a running Reel gateway over loopback: it
+// publishes N streams over WHIP (real H.264 + Opus from the fixtures, looped
+// at 2.5 Mbit/s by default), opens M WHEP viewers and K RTSP readers per
+// stream, and reports per-viewer loss, jitter and added latency (publisher
+// send to viewer receive, matched by RTP sequence number in-process) with
+// the gateway's CPU and memory from /proc. Everything is bounded: peers by
+// -max-peers, time by -duration.
+//
+//	go run ./cmd/reel              # in one terminal
+//	go run ./cmd/reel-load -viewers 100
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the command line.
+type config struct {
+	baseURL     string
+	rtspURL     string
+	token       string
+	streams     int
+	viewers     int
+	rtspReaders int
+	transport   string
+	duration    time.Duration
+	warmup      time.Duration
+	parallel    int
+	video       string
+	videoFile   string
+	bitrate     int
+	pace        float64
+	videoRate   float64 // of the file sent, bit/s
+	decrypt     bool
+	pid         int
+	gatewayBin  string
+	gatewayArgs string
+	gatewayUDP  string
+	jsonOut     string
+	prefix      string
+	maxPeers    int
+	label       string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("reel-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.baseURL, "url", "http://127.0.0.1:8080", "the gateway's HTTP base URL (WHIP and WHEP)")
+	fs.StringVar(&c.rtspURL, "rtsp", "rtsp://127.0.0.1:8554", "the gateway's RTSP base URL")
+	fs.StringVar(&c.token, "token", "", "token for WHIP, WHEP and the API (Bearer) and RTSP (Basic auth password)")
+	fs.IntVar(&c.streams, "streams", 1, "WHIP publishers, one stream each")
+	fs.IntVar(&c.viewers, "viewers", 1, "WHEP viewers per stream")
+	fs.IntVar(&c.rtspReaders, "rtsp-readers", 0, "RTSP readers per stream")
+	fs.StringVar(&c.transport, "rtsp-transport", "tcp", "RTSP transport: tcp or udp")
+	fs.DurationVar(&c.duration, "duration", 30*time.Second, "measurement time, after every peer is connected and the warm-up")
+	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "time between the last peer connecting and the measurement")
+	fs.IntVar(&c.parallel, "parallel", 8, "peers connecting at the same time")
+	fs.StringVar(&c.video, "video", "h264", "video codec: h264, vp8, vp9 or av1")
+	fs.StringVar(&c.videoFile, "video-file", "", "video fixture (default testdata/h264-2500k.h264, or <codec>.ivf)")
+	fs.IntVar(&c.bitrate, "bitrate", 2_500_000, "H.264 video bitrate in bit/s; above the file's own, filler NAL units pad it")
+	fs.Float64Var(&c.pace, "pace", 10, "publishers pace video at this multiple of its bitrate in bursts of at most 5 ms, as OBS 31+ does (10); 0 sends every frame in one burst, as OBS 30 did")
+	fs.BoolVar(&c.decrypt, "decrypt", false, "WHEP viewers decrypt every packet with pion, with its default interceptors (NACK, reports), like a browser; default: read RTP headers off the socket")
+	fs.IntVar(&c.pid, "pid", 0, "gateway pid for CPU and memory (default: the one process called reel)")
+	fs.StringVar(&c.gatewayBin, "gateway", "", "start this reel binary on loopback for the run, recordings in a temporary directory")
+	fs.StringVar(&c.gatewayUDP, "gateway-udp", "127.0.0.1:8189", "WebRTC UDP address for -gateway")
+	fs.StringVar(&c.gatewayArgs, "gateway-args", "", "extra flags for -gateway, e.g. \"--recordings-enabled=false\"")
+	fs.StringVar(&c.jsonOut, "json", "", "also write the report as JSON to this file (- for stdout, replacing the table)")
+	fs.StringVar(&c.prefix, "prefix", "", "stream name prefix (default load-<random>-)")
+	fs.IntVar(&c.maxPeers, "max-peers", 5000, "refuse runs with more viewers and readers than this in total")
+	fs.StringVar(&c.label, "label", "", "a name for the run, copied into the report")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case c.streams < 1:
+		return nil, errors.New("-streams must be at least 1")
+	case c.viewers < 0 || c.rtspReaders < 0:
+		return nil, errors.New("-viewers and -rtsp-readers cannot be negative")
+	case c.streams*(c.viewers+c.rtspReaders) > c.maxPeers:
+		return nil, fmt.Errorf("%d viewers and readers in total is more than -max-peers %d", c.streams*(c.viewers+c.rtspReaders), c.maxPeers)
+	case c.transport != "tcp" && c.transport != "udp":
+		return nil, fmt.Errorf("-rtsp-transport: want tcp or udp, got %q", c.transport)
+	case c.duration <= 0 || c.duration > time.Hour:
+		return nil, errors.New("-duration must be between 0 and 1h")
+	case c.pace < 0:
+		return nil, errors.New("-pace cannot be negative")
+	case c.parallel < 1:
+		return nil, errors.New("-parallel must be at least 1")
+	}
+	c.baseURL = strings.TrimRight(c.baseURL, "/")
+	c.rtspURL = strings.TrimRight(c.rtspURL, "/")
+	if c.prefix == "" {
+		c.prefix = fmt.Sprintf("load-%04x-", time.Now().UnixNano()&0xffff)
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reel-load:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, cfg, os.Stderr)
+	if rep != nil {
+		if werr := writeReport(rep, cfg, os.Stdout); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reel-load:", err)
+		os.Exit(1)
+	}
+}
