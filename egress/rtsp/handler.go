@@ -16,7 +16,23 @@ var (
 	_ gortsplib.ServerHandlerOnSetup        = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnPlay         = (*handler)(nil)
 	_ gortsplib.ServerHandlerOnSessionClose = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnRequest      = (*handler)(nil)
+	_ gortsplib.ServerHandlerOnResponse     = (*handler)(nil)
 )
+
+// OnRequest implements gortsplib.ServerHandlerOnRequest: a SETUP waits for
+// other SETUPs from its address (setupgate.go says why).
+func (h *handler) OnRequest(sc *gortsplib.ServerConn, req *base.Request) {
+	if req.Method == base.Setup {
+		h.s.setups.enter(sc)
+	}
+}
+
+// OnResponse implements gortsplib.ServerHandlerOnResponse; gortsplib calls
+// it once the request, SETUP included, has been handled in full.
+func (h *handler) OnResponse(sc *gortsplib.ServerConn, _ *base.Response) {
+	h.s.setups.leave(sc)
+}
 
 // OnConnOpen implements gortsplib.ServerHandlerOnConnOpen.
 func (h *handler) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {

@@ -69,6 +69,7 @@ type Server struct {
 	hub         *ingest.Hub
 	log         *slog.Logger
 	idleTimeout time.Duration
+	setups      *setupGate
 
 	mu       sync.Mutex
 	rtsp     *gortsplib.Server
@@ -105,6 +106,7 @@ func New(cfg Config, hub *ingest.Hub) (*Server, error) {
 		hub:         hub,
 		log:         log.With("component", "rtsp"),
 		idleTimeout: defaultIdleTimeout,
+		setups:      newSetupGate(),
 		streams:     map[string]*liveStream{},
 		sessions:    map[*gortsplib.ServerSession]*liveStream{},
 		done:        make(chan struct{}),

@@ -478,3 +478,35 @@ func TestDescribeWithoutH264Params(t *testing.T) {
 		t.Fatalf("DESCRIBE: %d, want 200", status)
 	}
 }
+
+// Readers from one address that SETUP at the same time: gortsplib v4.16.2
+// reads each UDP reader's media map from the others' first SETUP while
+// that reader may still be adding to it, a fatal error in Go. The setup
+// gate (setupgate.go) keeps such SETUPs apart; -race catches a regression.
+func TestConcurrentUDPReadersFromOneAddress(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	s := startServer(t, hub, true)
+
+	const n = 40
+	readers := make([]*reader, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { readers[i], errs[i] = play(t, streamURL(s, "cam"), gortsplib.TransportUDP) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("reader %d: %v", i, err)
+		}
+	}
+	eventually(t, "every reader receives packets", func() bool {
+		for _, r := range readers {
+			if r.packets.Load() < 10 {
+				return false
+			}
+		}
+		return true
+	})
+}
