@@ -32,6 +32,16 @@ func (a AuthConfig) Enabled() bool {
 	return len(a.PublishTokens)+len(a.StreamTokens)+len(a.ReadTokens)+len(a.AdminTokens) > 0 || a.JWT.enabled()
 }
 
+// Prepare checks the configuration and reads the JWT key; New calls it
+// for the HTTP server, and whoever passes AllowsRead elsewhere calls it first.
+func (a *AuthConfig) Prepare() error { return a.JWT.prepare() }
+
+// AllowsRead reports whether token may watch stream. It is for outputs
+// served outside this package (RTSP), so that every way of watching has
+// the same rules: read, publish and admin tokens, a stream's own token,
+// JWT, and PublicRead.
+func (a AuthConfig) AllowsRead(token, stream string) bool { return a.allows(token, actionRead, stream) }
+
 // action is what a request wants to do.
 type action int
 

@@ -442,7 +442,8 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 
 // TestTLSAndJWT: with a certificate configured the gateway speaks HTTPS
 // only, and a publisher holding a JWT for its stream gets in while one
-// without a token, or with one for another stream, does not.
+// without a token, or with one for another stream, does not. RTSP readers
+// follow the same rules with read tokens.
 func TestTLSAndJWT(t *testing.T) {
 	t.Parallel()
 	cert, key := selfSigned(t, t.TempDir())
@@ -461,14 +462,7 @@ func TestTLSAndJWT(t *testing.T) {
 		t.Fatalf("HTTPS: %v", err)
 	}
 	resp.Body.Close()
-	tok := func(stream string) string {
-		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"stream": stream, "action": "publish",
-			"exp": time.Now().Add(time.Minute).Unix()}).SignedString([]byte(secret))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	tok := func(stream string) string { return signJWT(t, secret, stream, "publish") }
 	ctx := ctxTimeout(t, 60*time.Second)
 	se := whipclient.LoopbackSettingEngine()
 	for token, want := range map[string]int{"": http.StatusUnauthorized, tok("other"): http.StatusUnauthorized} {
@@ -487,9 +481,39 @@ func TestTLSAndJWT(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("never connected")
 	}
+	rtspURL := fmt.Sprintf("rtsp://127.0.0.1:%d/secure?token=", g.RTSPPort)
+	for name, token := range map[string]string{"none": "", "another stream's": signJWT(t, secret, "other", "read"),
+		"expired": signJWTExpiring(t, secret, "secure", "read", -time.Minute)} {
+		if _, err := mediacheck.ProbeFile(ctx, rtspURL+token, "-rtsp_transport", "tcp"); err == nil {
+			t.Errorf("RTSP with %s token: ffprobe read the stream", name)
+		}
+	}
+	p, err := mediacheck.ProbeFile(ctx, rtspURL+signJWT(t, secret, "secure", "read"), "-rtsp_transport", "tcp")
+	if err != nil {
+		t.Fatalf("RTSP with a read JWT for the stream: %v", err)
+	}
+	if len(p.Streams) == 0 {
+		t.Error("RTSP with a read JWT: no streams")
+	}
 	if err := pub.Close(); err != nil {
 		t.Errorf("DELETE with the JWT: %v", err)
 	}
+}
+
+func signJWT(t *testing.T, secret, stream, action string) string {
+	return signJWTExpiring(t, secret, stream, action, time.Minute)
+}
+
+// signJWTExpiring makes an HS256 token for stream and action that expires
+// after ttl (before now when ttl is negative).
+func signJWTExpiring(t *testing.T, secret, stream, action string, ttl time.Duration) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"stream": stream, "action": action,
+		"exp": time.Now().Add(ttl).Unix()}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestLimitsOverHTTP: the binary's limits options reach the API: a client

@@ -143,11 +143,22 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	deps := api.Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv, Outputs: map[string]api.ViewerCounter{}, Recordings: rec}
 	deps.Metrics = append(deps.Metrics, api.NewRecorderCollector(rec), api.NewEventsCollector(ev))
+	auth := authConfig(cfg)
+	if cfg.Auth.JWTRS256Key != "" {
+		if auth.JWT.RS256PublicKeyPEM, err = os.ReadFile(cfg.Auth.JWTRS256Key); err != nil {
+			return fmt.Errorf("auth.jwt_rs256_public_key: %w", err)
+		}
+	}
+	if err := auth.Prepare(); err != nil {
+		return err
+	}
 	if cfg.RTSP.Enabled {
-		readTokens := append(append([]string{}, cfg.Auth.ReadTokens...), cfg.Auth.AdminTokens...)
-		rtspSrv, err := rtsp.New(rtsp.Config{Addr: cfg.RTSP.Addr, UDPRTPAddr: cfg.RTSP.UDPRTPAddr, UDPRTCPAddr: cfg.RTSP.UDPRTCPAddr,
-			TLSCert: cfg.RTSP.TLSCert, TLSKey: cfg.RTSP.TLSKey,
-			ReadTokens: readTokensIfAuth(cfg, readTokens), Logger: log}, hub)
+		rcfg := rtsp.Config{Addr: cfg.RTSP.Addr, UDPRTPAddr: cfg.RTSP.UDPRTPAddr, UDPRTCPAddr: cfg.RTSP.UDPRTCPAddr,
+			TLSCert: cfg.RTSP.TLSCert, TLSKey: cfg.RTSP.TLSKey, Logger: log}
+		if auth.Enabled() && !auth.PublicRead {
+			rcfg.Authorize = auth.AllowsRead
+		}
+		rtspSrv, err := rtsp.New(rcfg, hub)
 		if err != nil {
 			return err
 		}
@@ -163,12 +174,6 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		deps.HLS = hlsSrv
 		deps.Outputs["hls"] = hlsSrv
 	}
-	auth := authConfig(cfg)
-	if cfg.Auth.JWTRS256Key != "" {
-		if auth.JWT.RS256PublicKeyPEM, err = os.ReadFile(cfg.Auth.JWTRS256Key); err != nil {
-			return fmt.Errorf("auth.jwt_rs256_public_key: %w", err)
-		}
-	}
 	if (cfg.HTTP.TLSCert == "") != (cfg.HTTP.TLSKey == "") {
 		return errors.New("http.tls_cert and http.tls_key go together: set both or neither")
 	}
@@ -182,7 +187,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTP.Addr, err)
 	}
 	log.Info("reel is running", "http", apiSrv.Addr(), "webrtc_udp", rtc.UDPPort(),
-		"rtsp", enabledAddr(cfg.RTSP.Enabled, cfg.RTSP.Addr), "recordings", cfg.Recordings.Dir, "auth", authConfig(cfg).Enabled())
+		"rtsp", enabledAddr(cfg.RTSP.Enabled, cfg.RTSP.Addr), "recordings", cfg.Recordings.Dir, "auth", auth.Enabled())
 	errc := make(chan error, 1)
 	go func() { errc <- apiSrv.Serve() }()
 	select {
@@ -207,19 +212,6 @@ func authConfig(cfg *Config) api.AuthConfig {
 	return api.AuthConfig{PublishTokens: cfg.Auth.PublishTokens, StreamTokens: cfg.Auth.StreamTokens,
 		ReadTokens: cfg.Auth.ReadTokens, AdminTokens: cfg.Auth.AdminTokens, PublicRead: cfg.Auth.PublicRead,
 		JWT: api.JWTConfig{HS256Secret: cfg.Auth.JWTHS256}}
-}
-
-// readTokensIfAuth gives RTSP the tokens that may read when auth is on.
-func readTokensIfAuth(cfg *Config, tokens []string) []string {
-	a := authConfig(cfg)
-	if !a.Enabled() || a.PublicRead {
-		return nil
-	}
-	tokens = append(tokens, cfg.Auth.PublishTokens...)
-	for _, t := range cfg.Auth.StreamTokens {
-		tokens = append(tokens, t)
-	}
-	return tokens
 }
 
 func limits(cfg *Config) api.Limits {

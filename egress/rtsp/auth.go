@@ -1,8 +1,6 @@
 package rtsp
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"net/url"
 	"strings"
@@ -14,43 +12,33 @@ import (
 // authRealm names Reel in the Basic challenge.
 const authRealm = "reel"
 
-// authorize checks a DESCRIBE or SETUP against the read tokens. It returns
+// authorize checks a DESCRIBE or SETUP with Config.Authorize. It returns
 // nil when the reader may go on, else the 401 to send and the error for
 // gortsplib: with wrong credentials it also closes the connection, so a
 // client cannot try token after token on one connection.
 func (s *Server) authorize(req *base.Request, query, stream, peer string) (*base.Response, error) {
-	if len(s.cfg.ReadTokens) == 0 {
+	if s.cfg.Authorize == nil {
 		return nil, nil
 	}
-	header, hasHeader := basicPassword(req)
-	if hasHeader && s.validToken(header) {
-		return nil, nil
+	token, sent := basicPassword(req)
+	if !sent {
+		if q, err := url.ParseQuery(query); err == nil && q.Has("token") {
+			token, sent = q.Get("token"), true
+		}
 	}
-	if q, err := url.ParseQuery(query); err == nil && q.Has("token") && s.validToken(q.Get("token")) {
+	if s.cfg.Authorize(token, stream) {
 		return nil, nil
 	}
 	res := &base.Response{
 		StatusCode: base.StatusUnauthorized,
 		Header:     base.Header{"WWW-Authenticate": base.HeaderValue{`Basic realm="` + authRealm + `"`}},
 	}
-	if _, sent := req.Header["Authorization"]; sent {
+	if sent {
 		s.log.Warn("RTSP reader refused: wrong credentials", "stream", stream, "peer", peer)
 		return res, liberrors.ErrServerAuth{}
 	}
 	s.log.Debug("RTSP reader asked for credentials", "stream", stream, "peer", peer)
 	return res, nil
-}
-
-// validToken compares tok with every read token in constant time; hashing
-// first hides the tokens' lengths too.
-func (s *Server) validToken(tok string) bool {
-	got := sha256.Sum256([]byte(tok))
-	ok := 0
-	for _, t := range s.cfg.ReadTokens {
-		want := sha256.Sum256([]byte(t))
-		ok |= subtle.ConstantTimeCompare(got[:], want[:])
-	}
-	return ok == 1
 }
 
 // basicPassword returns the password of a Basic Authorization header; the

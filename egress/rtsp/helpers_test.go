@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,10 +37,16 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // startServer runs a server on loopback: TCP on a port the kernel picks,
-// UDP on a free even/odd pair when udp is set.
+// UDP on a free even/odd pair when udp is set. With tokens, any of them
+// may read any stream; a token "stream=T" may read that stream only.
 func startServer(t *testing.T, hub *ingest.Hub, udp bool, tokens ...string) *Server {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", ReadTokens: tokens, Logger: testLogger(t)}
+	cfg := Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}
+	if len(tokens) > 0 {
+		cfg.Authorize = func(token, stream string) bool {
+			return token != "" && (slices.Contains(tokens, token) || slices.Contains(tokens, stream+"="+token))
+		}
+	}
 	if udp {
 		rtpPort := freeUDPPair(t)
 		cfg.UDPRTPAddr = fmt.Sprintf("127.0.0.1:%d", rtpPort)

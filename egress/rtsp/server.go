@@ -46,10 +46,12 @@ type Config struct {
 	// must be set, on consecutive ports with the RTP one even. "" disables
 	// UDP (readers then use TCP). DefaultConfig sets :8000 and :8001.
 	UDPRTPAddr, UDPRTCPAddr string
-	// ReadTokens, when non-empty, make readers authenticate: RTSP Basic
-	// auth with any user name and a token as the password, or ?token=...
-	// in the URL.
-	ReadTokens []string
+	// Authorize, when set, decides who may read which stream: it gets the
+	// password of RTSP Basic auth (any user name), else ?token=... from the
+	// URL, else "" (a reader that sent nothing), and the stream name. The
+	// gateway passes the same rules as for WHEP and HLS, JWT included.
+	// nil lets everyone read.
+	Authorize func(token, stream string) bool
 	// TLSCert and TLSKey (PEM files) turn the server into RTSPS: requests
 	// and interleaved media over TLS, UDP media as SRTP.
 	TLSCert, TLSKey string
@@ -91,11 +93,6 @@ func New(cfg Config, hub *ingest.Hub) (*Server, error) {
 	}
 	if (cfg.UDPRTPAddr == "") != (cfg.UDPRTCPAddr == "") {
 		return nil, errors.New("rtsp: set both UDP RTP and RTCP addresses, or neither")
-	}
-	for _, t := range cfg.ReadTokens {
-		if t == "" {
-			return nil, errors.New("rtsp: empty read token")
-		}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -154,7 +151,7 @@ func (s *Server) Start() error {
 	s.rtsp = srv
 	s.started = true
 	s.log.Info("RTSP server listening", "addr", s.addr.String(), "udp", s.cfg.UDPRTPAddr != "",
-		"auth", len(s.cfg.ReadTokens) > 0)
+		"auth", s.cfg.Authorize != nil)
 	return nil
 }
 

@@ -259,7 +259,8 @@ func TestNewRejectsHalfUDP(t *testing.T) {
 func TestAuth(t *testing.T) {
 	hub := ingest.NewHub(ingest.Reject)
 	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
-	s := startServer(t, hub, false, "other", "s3cret")
+	publish(t, hub, "lobby", hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+	s := startServer(t, hub, false, "other", "s3cret", "lobby=lobbykey")
 
 	t.Run("challenge", func(t *testing.T) {
 		status, header := rawDescribe(t, s.Addr(), "rtsp://"+s.Addr()+"/cam", "")
@@ -283,11 +284,18 @@ func TestAuth(t *testing.T) {
 			t.Errorf("query: got %v, want 401", err)
 		}
 	})
+	t.Run("token of another stream", func(t *testing.T) {
+		_, err := play(t, "rtsp://x:lobbykey@"+s.Addr()+"/cam", gortsplib.TransportTCP)
+		if code := statusCode(err); code != base.StatusUnauthorized {
+			t.Errorf("got %v, want 401", err)
+		}
+	})
 	for name, url := range map[string]string{
 		"basic":           "rtsp://anyone:s3cret@" + s.Addr() + "/cam",
 		"query":           streamURL(s, "cam") + "?token=s3cret",
 		"second token":    "rtsp://x:other@" + s.Addr() + "/cam",
 		"unknown + token": "rtsp://x:s3cret@" + s.Addr() + "/nobody",
+		"stream's token":  "rtsp://x:lobbykey@" + s.Addr() + "/lobby",
 	} {
 		t.Run(name, func(t *testing.T) {
 			r, err := play(t, url, gortsplib.TransportTCP)
