@@ -168,6 +168,9 @@ type errLimit struct {
 
 func (e *errLimit) Error() string { return e.detail }
 
+// RetryAfter is how long the client should wait before trying again.
+func (e *errLimit) RetryAfter() time.Duration { return e.retry }
+
 // admit reserves a session slot for a new WHIP (publish) or WHEP session;
 // release gives it back and is safe to call more than once.
 func (l *limiter) admit(ip, stream string, publish bool) (release func(), err error) {
@@ -214,6 +217,20 @@ func (l *limiter) admit(ip, stream string, publish bool) (release func(), err er
 			}
 		})
 	}, nil
+}
+
+// AdmitViewer reserves a viewer slot for a player the HTTP server does not
+// see, an RTSP reader, under the WHEP limits: viewers per stream and in
+// total, sessions per address. release gives the slot back. A refusal is
+// counted in reel_limit_rejections_total; the caller logs it and answers
+// in its own protocol, with the error's RetryAfter.
+func (s *Server) AdmitViewer(ip, stream string) (release func(), err error) {
+	release, err = s.lim.admit(ip, stream, false)
+	var el *errLimit
+	if errors.As(err, &el) {
+		s.lim.rejected.WithLabelValues(el.limit).Inc()
+	}
+	return release, err
 }
 
 // sessions wraps a POST that opens a session: it reserves a slot first and

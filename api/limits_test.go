@@ -188,3 +188,32 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// An RTSP reader admitted through AdmitViewer takes a viewer slot that a
+// WHEP POST then cannot have, and gives it back on release.
+func TestAdmitViewerSharesTheViewerLimits(t *testing.T) {
+	le := newLimitedEcho(Limits{ViewersPerStream: 1, SessionsPerIP: 5}, false)
+	s := &Server{lim: le.lim}
+
+	release, err := s.AdmitViewer("10.0.0.1", "cam")
+	if err != nil {
+		t.Fatalf("first reader: %v", err)
+	}
+	wantRefused(t, le.post(t, "cam", "10.0.0.2", "v=0"), http.StatusServiceUnavailable)
+	if _, err := s.AdmitViewer("10.0.0.3", "cam"); err == nil {
+		t.Error("a second RTSP reader got the stream's only slot")
+	} else if ra, ok := err.(interface{ RetryAfter() time.Duration }); !ok || ra.RetryAfter() <= 0 {
+		t.Errorf("refusal %v carries no Retry-After", err)
+	}
+	if got := counterValue(le.lim.rejected.WithLabelValues("viewers_per_stream")); got != 2 {
+		t.Errorf("viewers_per_stream rejections = %v, want 2 (one WHEP, one RTSP)", got)
+	}
+	release()
+	release() // a second call must not free a slot twice
+	if rec := le.post(t, "cam", "10.0.0.2", "v=0"); rec.Code != http.StatusCreated {
+		t.Fatalf("after release: %d %s", rec.Code, rec.Body)
+	}
+	if _, err := s.AdmitViewer("10.0.0.3", "cam"); err == nil {
+		t.Error("the slot was freed twice")
+	}
+}

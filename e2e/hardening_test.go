@@ -516,6 +516,46 @@ func signJWTExpiring(t *testing.T, secret, stream, action string, ttl time.Durat
 	return s
 }
 
+// TestViewerLimitCoversRTSP: WHEP viewers and RTSP readers share the
+// binary's viewers-per-stream limit; a reader over it is refused.
+func TestViewerLimitCoversRTSP(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, nil, "--limits-viewers-per-stream", "1")
+	ctx := ctxTimeout(t, 60*time.Second)
+	se := whipclient.LoopbackSettingEngine()
+	pub, err := whipclient.Publish(ctx, g.HTTP+"/whip/capped", whipclient.PublishOptions{Video: "h264", SettingEngine: &se})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	rtspURL := fmt.Sprintf("rtsp://127.0.0.1:%d/capped", g.RTSPPort)
+	waitFor(t, 30*time.Second, "RTSP serves the live stream", func() bool {
+		_, err := mediacheck.ProbeFile(ctx, rtspURL, "-rtsp_transport", "tcp")
+		return err == nil
+	})
+	viewer, err := whipclient.View(ctx, g.HTTP+"/whep/capped", whipclient.ViewOptions{SettingEngine: &se})
+	if err != nil {
+		t.Fatalf("the one WHEP viewer: %v", err)
+	}
+	if _, err := mediacheck.ProbeFile(ctx, rtspURL, "-rtsp_transport", "tcp"); err == nil {
+		t.Error("an RTSP reader got in beside the one viewer the stream allows")
+	}
+	m, err := http.Get(g.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(m.Body)
+	m.Body.Close()
+	if !strings.Contains(string(body), `reel_limit_rejections_total{limit="viewers_per_stream"} 1`) {
+		t.Errorf("/metrics does not count the refused reader:\n%s", grepLines(string(body), "reel_limit"))
+	}
+	viewer.Close()
+	waitFor(t, 30*time.Second, "RTSP admits a reader once the viewer left", func() bool {
+		_, err := mediacheck.ProbeFile(ctx, rtspURL, "-rtsp_transport", "tcp")
+		return err == nil
+	})
+}
+
 // TestLimitsOverHTTP: the binary's limits options reach the API: a client
 // over its request rate gets 429 with Retry-After as problem+json, and the
 // refusal is counted in /metrics.

@@ -152,18 +152,19 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := auth.Prepare(); err != nil {
 		return err
 	}
+	var apiSrv *api.Server
+	var rtspSrv *rtsp.Server
 	if cfg.RTSP.Enabled {
 		rcfg := rtsp.Config{Addr: cfg.RTSP.Addr, UDPRTPAddr: cfg.RTSP.UDPRTPAddr, UDPRTCPAddr: cfg.RTSP.UDPRTCPAddr,
 			TLSCert: cfg.RTSP.TLSCert, TLSKey: cfg.RTSP.TLSKey, Logger: log}
 		if auth.Enabled() && !auth.PublicRead {
 			rcfg.Authorize = auth.AllowsRead
 		}
-		rtspSrv, err := rtsp.New(rcfg, hub)
-		if err != nil {
+		// The HTTP server, made below, holds the limits RTSP readers count
+		// against; readers arrive only once Start runs, after it exists.
+		rcfg.Admit = func(ip, stream string) (func(), error) { return apiSrv.AdmitViewer(ip, stream) }
+		if rtspSrv, err = rtsp.New(rcfg, hub); err != nil {
 			return err
-		}
-		if err := rtspSrv.Start(); err != nil {
-			return fmt.Errorf("starting RTSP server on %s: %w", cfg.RTSP.Addr, err)
 		}
 		defer rtspSrv.Close()
 		deps.Outputs["rtsp"] = rtspReaders{rtspSrv}
@@ -177,11 +178,16 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if (cfg.HTTP.TLSCert == "") != (cfg.HTTP.TLSKey == "") {
 		return errors.New("http.tls_cert and http.tls_key go together: set both or neither")
 	}
-	apiSrv, err := api.New(api.Config{Addr: cfg.HTTP.Addr, Auth: auth, Logger: log, Limits: limits(cfg),
+	apiSrv, err = api.New(api.Config{Addr: cfg.HTTP.Addr, Auth: auth, Logger: log, Limits: limits(cfg),
 		TLSCert: cfg.HTTP.TLSCert, TLSKey: cfg.HTTP.TLSKey,
 		UI: api.UIConfig{RTSPAddr: rtspAddrIfOn(cfg)}, PProf: cfg.Debug.PProf}, deps)
 	if err != nil {
 		return err
+	}
+	if rtspSrv != nil {
+		if err := rtspSrv.Start(); err != nil {
+			return fmt.Errorf("starting RTSP server on %s: %w", cfg.RTSP.Addr, err)
+		}
 	}
 	if err := apiSrv.Listen(); err != nil {
 		return fmt.Errorf("listening for HTTP on %s: %w", cfg.HTTP.Addr, err)

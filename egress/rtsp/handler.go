@@ -2,6 +2,9 @@ package rtsp
 
 import (
 	"errors"
+	"math"
+	"strconv"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
@@ -72,7 +75,9 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if err != nil {
 		return h.failed(err, name, ctx.Conn), nil, nil
 	}
-	h.s.attach(ctx.Session, ls, peer(ctx.Conn))
+	if err := h.s.attach(ctx.Session, ls, peer(ctx.Conn), clientIP(ctx.Conn)); err != nil {
+		return h.refused(err, name, ctx.Conn), nil, nil
+	}
 	return &base.Response{StatusCode: base.StatusOK}, ls.rtsp, nil
 }
 
@@ -121,6 +126,21 @@ func (h *handler) failed(err error, name string, conn *gortsplib.ServerConn) *ba
 	}
 	h.s.log.Warn("RTSP cannot serve the stream", "stream", name, "peer", peer(conn), "err", err)
 	return &base.Response{StatusCode: base.StatusInternalServerError}
+}
+
+// refused answers a reader that Config.Admit turned away: 503, the reason
+// in the log (RTSP responses carry no text body players would show) and
+// when to retry.
+func (h *handler) refused(err error, name string, conn *gortsplib.ServerConn) *base.Response {
+	h.s.log.Warn("RTSP reader refused", "stream", name, "peer", peer(conn), "reason", err)
+	retry := 10 * time.Second
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		retry = ra.RetryAfter()
+	}
+	secs := max(int(math.Ceil(retry.Seconds())), 1)
+	return &base.Response{StatusCode: base.StatusServiceUnavailable,
+		Header: base.Header{"Retry-After": base.HeaderValue{strconv.Itoa(secs)}}}
 }
 
 func peer(c *gortsplib.ServerConn) string {

@@ -41,17 +41,26 @@ func testLogger(t *testing.T) *slog.Logger {
 // may read any stream; a token "stream=T" may read that stream only.
 func startServer(t *testing.T, hub *ingest.Hub, udp bool, tokens ...string) *Server {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}
-	if len(tokens) > 0 {
-		cfg.Authorize = func(token, stream string) bool {
-			return token != "" && (slices.Contains(tokens, token) || slices.Contains(tokens, stream+"="+token))
+	return startServerWith(t, hub, func(cfg *Config) {
+		if len(tokens) > 0 {
+			cfg.Authorize = func(token, stream string) bool {
+				return token != "" && (slices.Contains(tokens, token) || slices.Contains(tokens, stream+"="+token))
+			}
 		}
-	}
-	if udp {
-		rtpPort := freeUDPPair(t)
-		cfg.UDPRTPAddr = fmt.Sprintf("127.0.0.1:%d", rtpPort)
-		cfg.UDPRTCPAddr = fmt.Sprintf("127.0.0.1:%d", rtpPort+1)
-	}
+		if udp {
+			rtpPort := freeUDPPair(t)
+			cfg.UDPRTPAddr = fmt.Sprintf("127.0.0.1:%d", rtpPort)
+			cfg.UDPRTCPAddr = fmt.Sprintf("127.0.0.1:%d", rtpPort+1)
+		}
+	})
+}
+
+// startServerWith runs a server on loopback, TCP only unless configure
+// (which may change anything) sets UDP addresses.
+func startServerWith(t *testing.T, hub *ingest.Hub, configure func(*Config)) *Server {
+	t.Helper()
+	cfg := Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}
+	configure(&cfg)
 	s, err := New(cfg, hub)
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,13 @@ type Config struct {
 	// gateway passes the same rules as for WHEP and HLS, JWT included.
 	// nil lets everyone read.
 	Authorize func(token, stream string) bool
+	// Admit, when set, reserves a viewer slot for a reader's first SETUP
+	// from the client IP ip; release is called when the session ends. The
+	// gateway passes the WHEP limits (viewers per stream, in total, and
+	// sessions per address), so an RTSP reader counts like a WHEP viewer.
+	// An error refuses the reader with 503; if the error has a
+	// RetryAfter() time.Duration method, its value goes in Retry-After.
+	Admit func(ip, stream string) (release func(), err error)
 	// TLSCert and TLSKey (PEM files) turn the server into RTSPS: requests
 	// and interleaved media over TLS, UDP media as SRTP.
 	TLSCert, TLSKey string
@@ -256,15 +263,37 @@ func (s *Server) streamEnded(ls *liveStream) {
 	ls.log.Info("RTSP restream ended: the publisher left")
 }
 
-// attach binds a session that has SETUP a media of ls.
-func (s *Server) attach(ss *gortsplib.ServerSession, ls *liveStream, peer string) {
+// attach binds a session that has SETUP a media of ls, once Config.Admit
+// has given it a viewer slot.
+func (s *Server) attach(ss *gortsplib.ServerSession, ls *liveStream, peer, ip string) error {
+	s.mu.Lock()
+	bound := s.sessions[ss] == ls && ls.sessions[ss] != nil
+	s.mu.Unlock()
+	var release func()
+	if !bound && s.cfg.Admit != nil {
+		var err error
+		if release, err = s.cfg.Admit(ip, ls.name); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old := s.sessions[ss]; old != nil && old != ls {
+		// A first SETUP that gortsplib then refused left the session
+		// bound to another stream; this one replaces it.
+		if r := old.sessions[ss]; r != nil && r.release != nil {
+			r.release()
+		}
+		delete(old.sessions, ss)
+	}
 	s.sessions[ss] = ls
 	if ls.sessions[ss] == nil {
-		ls.sessions[ss] = &readerState{peer: peer}
+		ls.sessions[ss] = &readerState{peer: peer, release: release}
+	} else if release != nil {
+		release() // one slot per session, whatever the SETUPs
 	}
 	ls.lastUse = time.Now()
+	return nil
 }
 
 // play marks a session as reading and returns its stream, or nil.
@@ -288,6 +317,9 @@ func (s *Server) detach(ss *gortsplib.ServerSession) (*liveStream, string) {
 		return nil, ""
 	}
 	peer := ls.sessions[ss].peer
+	if release := ls.sessions[ss].release; release != nil {
+		release()
+	}
 	delete(s.sessions, ss)
 	delete(ls.sessions, ss)
 	ls.lastUse = time.Now()

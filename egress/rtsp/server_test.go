@@ -316,16 +316,30 @@ func TestAuth(t *testing.T) {
 // rawDescribe sends one DESCRIBE by hand and returns the status and headers.
 func rawDescribe(t *testing.T, addr, url, authorization string) (int, textproto.MIMEHeader) {
 	t.Helper()
+	req := "DESCRIBE " + url + " RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n"
+	if authorization != "" {
+		req += "Authorization: " + authorization + "\r\n"
+	}
+	return rawRequest(t, addr, req)
+}
+
+// rawSetup sends a first SETUP of url's first track by hand.
+func rawSetup(t *testing.T, addr, url string) (int, textproto.MIMEHeader) {
+	t.Helper()
+	return rawRequest(t, addr, "SETUP "+url+"/trackID=0 RTSP/1.0\r\nCSeq: 1\r\n"+
+		"Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n")
+}
+
+// rawRequest sends the request head req (without the final empty line)
+// on a new connection and returns the response's status and headers.
+func rawRequest(t *testing.T, addr, req string) (int, textproto.MIMEHeader) {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, wait)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(wait))
-	req := "DESCRIBE " + url + " RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n"
-	if authorization != "" {
-		req += "Authorization: " + authorization + "\r\n"
-	}
 	if _, err := conn.Write([]byte(req + "\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -517,4 +531,59 @@ func TestConcurrentUDPReadersFromOneAddress(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// limitErr is a refusal that says when to retry, like the gateway's.
+type limitErr struct{}
+
+func (limitErr) Error() string             { return "this stream is at its limit of 2 viewers" }
+func (limitErr) RetryAfter() time.Duration { return 7 * time.Second }
+
+// Readers take a viewer slot from Config.Admit at their first SETUP, one per
+// session however many medias it sets up, and give it back when they leave;
+// a reader refused gets 503 with Retry-After.
+func TestReadersAreAdmitted(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	var mu sync.Mutex
+	admitted, released := 0, 0
+	s := startServerWith(t, hub, func(cfg *Config) {
+		cfg.Admit = func(ip, stream string) (func(), error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ip != "127.0.0.1" || stream != "cam" {
+				t.Errorf("Admit(%q, %q)", ip, stream)
+			}
+			if admitted-released >= 2 {
+				return nil, limitErr{}
+			}
+			admitted++
+			return func() { mu.Lock(); released++; mu.Unlock() }, nil
+		}
+	})
+	counts := func() (int, int) { mu.Lock(); defer mu.Unlock(); return admitted, released }
+
+	a, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := counts(); got != 2 {
+		t.Fatalf("%d admissions for 2 readers of 2 medias each, want 2", got)
+	}
+	_, err = play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+	if code := statusCode(err); code != base.StatusServiceUnavailable {
+		t.Fatalf("third reader: %v, want 503", err)
+	}
+	status, header := rawSetup(t, s.Addr(), streamURL(s, "cam"))
+	if status != 503 || header.Get("Retry-After") != "7" {
+		t.Errorf("raw SETUP: %d, Retry-After %q; want 503 and 7", status, header.Get("Retry-After"))
+	}
+	a.c.Close()
+	eventually(t, "the slot comes back", func() bool { _, r := counts(); return r == 1 })
+	if _, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP); err != nil {
+		t.Fatalf("after a reader left: %v", err)
+	}
 }

@@ -47,7 +47,8 @@ type liveStream struct {
 // readerState is one RTSP session reading a liveStream.
 type readerState struct {
 	peer    string
-	playing bool // PLAY was accepted; until then the session only SETUP
+	playing bool   // PLAY was accepted; until then the session only SETUP
+	release func() // gives back the viewer slot Config.Admit reserved
 }
 
 // output is one forwarded track: the SDP media it is sent on and the
