@@ -461,11 +461,6 @@ func readLive(t *testing.T, g *gateway, stream, videoCodec string, start time.Ti
 // harmlessFFmpeg are ffmpeg messages at level error that do not mean a
 // viewer sees or hears anything wrong; each is logged, not failed.
 var harmlessFFmpeg = []struct{ pattern, why string }{
-	// Chromium sends padding-only RTP packets (bandwidth probes) on the
-	// video SSRC when RTX is not negotiated; reel passes them on over
-	// RTSP, and ffmpeg's H.264 depacketizer names every one. The frames
-	// around them decode.
-	{"Empty H.264 RTP packet", "reel forwards Chromium's padding-only RTP packets over RTSP"},
 	{"Last message repeated", "(repeat of the line before)"},
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,6 +134,18 @@ type reader struct {
 	packets atomic.Int64
 	last    atomic.Pointer[rtp.Packet]
 	done    chan error
+
+	mu    sync.Mutex
+	seqs  []uint16 // of every packet, in arrival order
+	empty int      // packets without payload
+}
+
+// received returns the sequence numbers seen so far and how many packets
+// had no payload.
+func (r *reader) received() ([]uint16, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seqs), r.empty
 }
 
 // play connects a gortsplib client to rawURL and starts playing.
@@ -159,6 +172,12 @@ func play(t *testing.T, rawURL string, transport gortsplib.Transport) (*reader, 
 	r.c.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
 		r.packets.Add(1)
 		r.last.Store(pkt.Clone())
+		r.mu.Lock()
+		r.seqs = append(r.seqs, pkt.SequenceNumber)
+		if len(pkt.Payload) == 0 {
+			r.empty++
+		}
+		r.mu.Unlock()
 	})
 	if _, err := r.c.Play(nil); err != nil {
 		r.c.Close()

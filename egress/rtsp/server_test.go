@@ -128,6 +128,53 @@ func TestForwardingRewritesHeader(t *testing.T) {
 	}
 }
 
+// A browser's padding-only probes never reach RTSP readers, and the
+// packets around them arrive numbered without a gap.
+func TestPaddingProbesAreLeftOut(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.VP8, PayloadType: 96, ClockRate: 90000}
+	src, err := hub.Publish("cam", ingest.PublishSpec{Session: "test", Tracks: []*ingest.Track{track}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	s := startServer(t, hub, false)
+	r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Media with every third packet a probe: 4 bytes of padding, no payload.
+	const sent = 300
+	for i := range sent {
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(65400 + i), Timestamp: uint32(i * 3000), SSRC: 7}}
+		if i%3 == 1 {
+			p.Padding, p.PaddingSize = true, 4
+		} else {
+			p.Payload = []byte{0x10, 0x00, 0x9d, 0x01, 0x2a}
+		}
+		raw, err := p.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.WriteRTP(track, raw, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // spread them like a publisher would
+	}
+	const media = sent - sent/3
+	eventually(t, "the media packets", func() bool { return r.packets.Load() >= media })
+	seqs, empty := r.received()
+	if empty > 0 || len(seqs) != media {
+		t.Fatalf("reader got %d packets, %d of them empty; want %d media packets", len(seqs), empty, media)
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("sequence jumps from %d to %d", seqs[i-1], seqs[i])
+		}
+	}
+}
+
 func TestManyReaders(t *testing.T) {
 	hub := ingest.NewHub(ingest.Reject)
 	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})

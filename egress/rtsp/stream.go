@@ -54,9 +54,10 @@ type readerState struct {
 // output is one forwarded track: the SDP media it is sent on and the
 // payload type the SDP declares for it.
 type output struct {
-	track *ingest.Track
-	media *description.Media
-	pt    uint8
+	track   *ingest.Track
+	media   *description.Media
+	pt      uint8
+	padding paddingFilter
 }
 
 // newLiveStream describes src's tracks, creates the ServerStream and
@@ -102,18 +103,23 @@ func newLiveStream(srv *gortsplib.Server, src *ingest.Stream, log *slog.Logger,
 // WritePacket implements ingest.Consumer: it forwards the packet as the
 // publisher timed it, with the declared payload type and without header
 // extensions, whose IDs were negotiated with the publisher and mean nothing
-// to RTSP players. It does not allocate (gortsplib's marshalling does).
+// to RTSP players. Padding-only packets are left out (padding.go). It does
+// not allocate (gortsplib's marshalling does).
 func (ls *liveStream) WritePacket(p *ingest.Packet) {
 	out := ls.output(p.Track)
 	if out == nil {
 		return
 	}
 	in := &p.RTP.Header
+	seq, ok := out.padding.forward(in.SequenceNumber, len(p.RTP.Payload) == 0)
+	if !ok {
+		return
+	}
 	ls.pkt.Header = rtp.Header{
 		Version:        2,
 		Marker:         in.Marker,
 		PayloadType:    out.pt,
-		SequenceNumber: in.SequenceNumber,
+		SequenceNumber: seq,
 		Timestamp:      in.Timestamp,
 		SSRC:           in.SSRC, // gortsplib replaces it with the stream's own
 	}
