@@ -160,7 +160,8 @@ func (ls *liveStream) closeRTSP() {
 // refreshParams puts the latest H.264 SPS and PPS into the SDP that the
 // next DESCRIBE returns.
 func (ls *liveStream) refreshParams() {
-	for _, o := range ls.outs {
+	for i := range ls.outs {
+		o := &ls.outs[i] // not a copy: the subscription writes o.padding
 		f, ok := o.media.Formats[0].(*format.H264)
 		if !ok {
 			continue
