@@ -188,6 +188,33 @@ func play(t *testing.T, rawURL string, transport gortsplib.Transport) (*reader, 
 	return r, nil
 }
 
+// playMany starts n readers of rawURL at once and waits until each has
+// received packets.
+func playMany(t *testing.T, rawURL string, transport gortsplib.Transport, n int) []*reader {
+	t.Helper()
+	readers := make([]*reader, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { readers[i], errs[i] = play(t, rawURL, transport) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("reader %d: %v", i, err)
+		}
+	}
+	eventually(t, "every reader receives packets", func() bool {
+		for _, r := range readers {
+			if r.packets.Load() < 10 {
+				return false
+			}
+		}
+		return true
+	})
+	return readers
+}
+
 // statusCode is the RTSP status of a failed client request, or 0.
 func statusCode(err error) base.StatusCode {
 	var bad liberrors.ErrClientBadStatusCode

@@ -181,26 +181,7 @@ func TestManyReaders(t *testing.T) {
 	s := startServer(t, hub, false)
 
 	const n = 20
-	readers := make([]*reader, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { readers[i], errs[i] = play(t, streamURL(s, "cam"), gortsplib.TransportTCP) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("reader %d: %v", i, err)
-		}
-	}
-	eventually(t, "every reader receives packets", func() bool {
-		for _, r := range readers {
-			if r.packets.Load() < 10 {
-				return false
-			}
-		}
-		return true
-	})
+	readers := playMany(t, streamURL(s, "cam"), gortsplib.TransportTCP, n)
 	if got := s.Readers("cam"); got != n {
 		t.Errorf("Readers = %d, want %d", got, n)
 	}
@@ -557,27 +538,7 @@ func TestConcurrentUDPReadersFromOneAddress(t *testing.T) {
 	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
 	s := startServer(t, hub, true)
 
-	const n = 40
-	readers := make([]*reader, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { readers[i], errs[i] = play(t, streamURL(s, "cam"), gortsplib.TransportUDP) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("reader %d: %v", i, err)
-		}
-	}
-	eventually(t, "every reader receives packets", func() bool {
-		for _, r := range readers {
-			if r.packets.Load() < 10 {
-				return false
-			}
-		}
-		return true
-	})
+	playMany(t, streamURL(s, "cam"), gortsplib.TransportUDP, 40)
 }
 
 // limitErr is a refusal that says when to retry, like the gateway's.
