@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,7 +35,7 @@ func benchRTSP(b *testing.B, tr gortsplib.Transport, n int) {
 	hub := ingest.NewHub(ingest.Reject)
 	cfg := Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if tr == gortsplib.TransportUDP {
-		port := freePair(b)
+		port := freeUDPPair(b)
 		cfg.UDPRTPAddr, cfg.UDPRTCPAddr = fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port+1)
 	}
 	srv, err := New(cfg, hub)
@@ -130,28 +129,4 @@ func benchReader(b *testing.B, rawURL string, tr gortsplib.Transport, count *ato
 		b.Fatal(err)
 	}
 	return c
-}
-
-// freePair finds an even UDP port whose successor is free too.
-func freePair(b *testing.B) int {
-	b.Helper()
-	for range 100 {
-		a, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		port := a.LocalAddr().(*net.UDPAddr).Port
-		c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port+1))
-		a.Close()
-		if err != nil || port%2 != 0 {
-			if c != nil {
-				c.Close()
-			}
-			continue
-		}
-		c.Close()
-		return port
-	}
-	b.Fatal("no free UDP port pair")
-	return 0
 }

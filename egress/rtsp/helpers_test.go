@@ -74,7 +74,7 @@ func startServerWith(t *testing.T, hub *ingest.Hub, configure func(*Config)) *Se
 }
 
 // freeUDPPair finds an even UDP port whose successor is free too.
-func freeUDPPair(t *testing.T) int {
+func freeUDPPair(t testing.TB) int {
 	t.Helper()
 	for range 100 {
 		a, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -96,6 +96,17 @@ func freeUDPPair(t *testing.T) int {
 	}
 	t.Fatal("no free UDP port pair")
 	return 0
+}
+
+// publishTrack publishes one hand-fed track, closed with the test.
+func publishTrack(t *testing.T, hub *ingest.Hub, name string, track *ingest.Track) *ingest.Stream {
+	t.Helper()
+	src, err := hub.Publish(name, ingest.PublishSpec{Session: "test", Tracks: []*ingest.Track{track}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	return src
 }
 
 // publish starts a looping fixture publication that stops with the test.

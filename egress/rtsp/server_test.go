@@ -78,11 +78,7 @@ func TestEveryCodecIsDescribedAndForwarded(t *testing.T) {
 func TestForwardingRewritesHeader(t *testing.T) {
 	hub := ingest.NewHub(ingest.Reject)
 	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.VP8, PayloadType: 45, ClockRate: 90000}
-	src, err := hub.Publish("cam", ingest.PublishSpec{Session: "test", Tracks: []*ingest.Track{track}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := publishTrack(t, hub, "cam", track)
 	s := startServer(t, hub, false)
 	r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
 	if err != nil {
@@ -133,11 +129,7 @@ func TestForwardingRewritesHeader(t *testing.T) {
 func TestPaddingProbesAreLeftOut(t *testing.T) {
 	hub := ingest.NewHub(ingest.Reject)
 	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.VP8, PayloadType: 96, ClockRate: 90000}
-	src, err := hub.Publish("cam", ingest.PublishSpec{Session: "test", Tracks: []*ingest.Track{track}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	src := publishTrack(t, hub, "cam", track)
 	s := startServer(t, hub, false)
 	r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
 	if err != nil {
