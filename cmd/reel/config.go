@@ -27,13 +27,16 @@ type Config struct {
 		TLSKey  string `yaml:"tls_key"`
 	} `yaml:"http"`
 	RTSP struct {
-		Enabled     bool     `yaml:"enabled"`
-		Addr        string   `yaml:"addr"`
-		UDPRTPAddr  string   `yaml:"udp_rtp_addr"`
-		UDPRTCPAddr string   `yaml:"udp_rtcp_addr"`
-		TLSCert     string   `yaml:"tls_cert"`
-		TLSKey      string   `yaml:"tls_key"`
-		ReadTokens  []string `yaml:"-"`
+		Enabled     bool   `yaml:"enabled"`
+		Addr        string `yaml:"addr"`
+		UDPRTPAddr  string `yaml:"udp_rtp_addr"`
+		UDPRTCPAddr string `yaml:"udp_rtcp_addr"`
+		TLSCert     string `yaml:"tls_cert"`
+		TLSKey      string `yaml:"tls_key"`
+		// Multicast is off while MulticastIPRange is empty.
+		MulticastIPRange  string `yaml:"multicast_ip_range"`
+		MulticastRTPPort  int    `yaml:"multicast_rtp_port"`
+		MulticastRTCPPort int    `yaml:"multicast_rtcp_port"`
 	} `yaml:"rtsp"`
 	HLS struct {
 		Enabled     bool          `yaml:"enabled"`
@@ -99,6 +102,7 @@ func defaultConfig() *Config {
 	c.RTSP.Enabled = true
 	c.RTSP.Addr = ":8554"
 	c.RTSP.UDPRTPAddr = ":8000"
+	c.RTSP.MulticastRTPPort, c.RTSP.MulticastRTCPPort = 8002, 8003
 	c.RTSP.UDPRTCPAddr = ":8001"
 	c.HLS.Enabled = true
 	c.HLS.IdleTimeout = 30 * time.Second
@@ -143,6 +147,9 @@ func options(c *Config) []option {
 		{"rtsp.udp_rtcp_addr", "RTSP UDP transport, RTCP port", (*stringValue)(&c.RTSP.UDPRTCPAddr)},
 		{"rtsp.tls_cert", "PEM certificate: serve RTSPS (rtsps://) instead of RTSP", (*stringValue)(&c.RTSP.TLSCert)},
 		{"rtsp.tls_key", "PEM private key for rtsp.tls_cert", (*stringValue)(&c.RTSP.TLSKey)},
+		{"rtsp.multicast_ip_range", "turn on the UDP multicast transport with groups from this range, e.g. 224.1.0.0/16 (empty: off)", (*stringValue)(&c.RTSP.MulticastIPRange)},
+		{"rtsp.multicast_rtp_port", "UDP multicast RTP port (even)", (*intValue)(&c.RTSP.MulticastRTPPort)},
+		{"rtsp.multicast_rtcp_port", "UDP multicast RTCP port (the RTP port + 1)", (*intValue)(&c.RTSP.MulticastRTCPPort)},
 		{"hls.enabled", "serve live streams over HLS at /hls/{stream}/index.m3u8", (*boolValue)(&c.HLS.Enabled)},
 		{"hls.idle_timeout", "stop an HLS muxer nobody has requested for this long", (*durationValue)(&c.HLS.IdleTimeout)},
 		{"webrtc.udp_addr", "the one UDP address every WebRTC peer shares (ICE UDP mux)", (*stringValue)(&c.WebRTC.UDPAddr)},

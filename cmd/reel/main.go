@@ -157,6 +157,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.RTSP.Enabled {
 		rcfg := rtsp.Config{Addr: cfg.RTSP.Addr, UDPRTPAddr: cfg.RTSP.UDPRTPAddr, UDPRTCPAddr: cfg.RTSP.UDPRTCPAddr,
 			TLSCert: cfg.RTSP.TLSCert, TLSKey: cfg.RTSP.TLSKey, Logger: log}
+		if cfg.RTSP.MulticastIPRange != "" {
+			rcfg.MulticastIPRange = cfg.RTSP.MulticastIPRange
+			rcfg.MulticastRTPPort, rcfg.MulticastRTCPPort = cfg.RTSP.MulticastRTPPort, cfg.RTSP.MulticastRTCPPort
+		}
 		if auth.Enabled() && !auth.PublicRead {
 			rcfg.Authorize = auth.AllowsRead
 		}

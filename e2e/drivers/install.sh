@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the interop suite (go test -run "Interop|BrowserUI" ./e2e) needs:
 # Debian's Chromium, GStreamer with webrtcbin and Python bindings, ffmpeg,
-# MKVToolNix, Node.js, and the pinned npm packages of package-lock.json.
+# MKVToolNix, Node.js, and the pinned npm packages of package-lock.json;
+# also iproute2 for the RTSP multicast test (egress/rtsp).
 # Idempotent: a second run installs nothing and takes a few seconds.
 # Never downloads a browser of its own (playwright-core is driver only).
 set -euo pipefail
@@ -12,6 +13,7 @@ debs=(
 	chromium                      # libwebrtc, driven by playwright-core
 	ffmpeg                        # ffmpeg/ffprobe: RTSP, HLS and file readers
 	mkvtoolnix                    # mkvinfo, mkvmerge
+	iproute2                      # ip: the RTSP multicast test's own network namespace
 	gstreamer1.0-tools
 	gstreamer1.0-plugins-base     # videotestsrc, audiotestsrc, opusenc
 	gstreamer1.0-plugins-good     # rtph264pay, rtpopuspay

@@ -59,6 +59,12 @@ type Config struct {
 	// An error refuses the reader with 503; if the error has a
 	// RetryAfter() time.Duration method, its value goes in Retry-After.
 	Admit func(ip, stream string) (release func(), err error)
+	// MulticastIPRange ("224.1.0.0/16"), MulticastRTPPort (even) and
+	// MulticastRTCPPort (the next one) enable the UDP multicast transport:
+	// each stream is sent once to a group from the range, whatever the
+	// number of readers on the network. All three or none.
+	MulticastIPRange                    string
+	MulticastRTPPort, MulticastRTCPPort int
 	// TLSCert and TLSKey (PEM files) turn the server into RTSPS: requests
 	// and interleaved media over TLS, UDP media as SRTP.
 	TLSCert, TLSKey string
@@ -101,6 +107,15 @@ func New(cfg Config, hub *ingest.Hub) (*Server, error) {
 	if (cfg.UDPRTPAddr == "") != (cfg.UDPRTCPAddr == "") {
 		return nil, errors.New("rtsp: set both UDP RTP and RTCP addresses, or neither")
 	}
+	if cfg.MulticastIPRange != "" {
+		if _, _, err := net.ParseCIDR(cfg.MulticastIPRange); err != nil {
+			return nil, fmt.Errorf("rtsp: multicast IP range: %w", err)
+		}
+		if cfg.MulticastRTPPort <= 0 || cfg.MulticastRTPPort%2 != 0 || cfg.MulticastRTCPPort != cfg.MulticastRTPPort+1 {
+			return nil, fmt.Errorf("rtsp: multicast ports %d/%d: RTP must be even and RTCP the next port",
+				cfg.MulticastRTPPort, cfg.MulticastRTCPPort)
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -128,10 +143,13 @@ func (s *Server) Start() error {
 		return errors.New("rtsp: server already started")
 	}
 	srv := &gortsplib.Server{
-		Handler:        &handler{s: s},
-		RTSPAddress:    s.cfg.Addr,
-		UDPRTPAddress:  s.cfg.UDPRTPAddr,
-		UDPRTCPAddress: s.cfg.UDPRTCPAddr,
+		Handler:           &handler{s: s},
+		RTSPAddress:       s.cfg.Addr,
+		UDPRTPAddress:     s.cfg.UDPRTPAddr,
+		UDPRTCPAddress:    s.cfg.UDPRTCPAddr,
+		MulticastIPRange:  s.cfg.MulticastIPRange,
+		MulticastRTPPort:  s.cfg.MulticastRTPPort,
+		MulticastRTCPPort: s.cfg.MulticastRTCPPort,
 		// Only Basic: a token is checked against any user name, which
 		// Digest cannot do.
 		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
@@ -158,6 +176,7 @@ func (s *Server) Start() error {
 	s.rtsp = srv
 	s.started = true
 	s.log.Info("RTSP server listening", "addr", s.addr.String(), "udp", s.cfg.UDPRTPAddr != "",
+		"multicast", s.cfg.MulticastIPRange,
 		"auth", s.cfg.Authorize != nil)
 	return nil
 }

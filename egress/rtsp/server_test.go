@@ -276,6 +276,19 @@ func TestNewRejectsHalfUDP(t *testing.T) {
 	}
 }
 
+func TestNewRejectsBadMulticast(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"range":         {MulticastIPRange: "224.1.0.0", MulticastRTPPort: 8002, MulticastRTCPPort: 8003},
+		"odd RTP port":  {MulticastIPRange: "224.1.0.0/16", MulticastRTPPort: 8003, MulticastRTCPPort: 8004},
+		"RTCP not next": {MulticastIPRange: "224.1.0.0/16", MulticastRTPPort: 8002, MulticastRTCPPort: 8005},
+		"no ports":      {MulticastIPRange: "224.1.0.0/16"},
+	} {
+		if _, err := New(cfg, ingest.NewHub(ingest.Reject)); err == nil {
+			t.Errorf("%s: New accepted %+v", name, cfg)
+		}
+	}
+}
+
 func TestAuth(t *testing.T) {
 	hub := ingest.NewHub(ingest.Reject)
 	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
