@@ -297,8 +297,12 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+// TestPublisherLeaves: once the publisher goes, the media playlists end
+// with #EXT-X-ENDLIST and still list the segments made so far, which stay
+// readable; a blocking reload returns at once; after the linger time the
+// stream is 404 and every goroutine is gone.
 func TestPublisherLeaves(t *testing.T) {
-	f := start(t, Config{}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	f := start(t, Config{EndedLinger: 3 * time.Second}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
 	baseline := runtime.NumGoroutine() // publisher and HTTP server already run
 
 	resp, body := f.get(t, f.url("cam", "index.m3u8"))
@@ -308,13 +312,38 @@ func TestPublisherLeaves(t *testing.T) {
 	if !f.srv.running("cam") || len(f.pub.Stream.Subscriptions()) != 1 {
 		t.Fatal("no muxer or subscription after the first playlist request")
 	}
+	media := f.url("cam", firstURI(t, body))
+	eventually(t, 15*time.Second, "a complete segment", func() bool {
+		_, pl := f.get(t, media)
+		return bytes.Contains(pl, []byte("#EXTINF"))
+	})
 
 	f.stop()
 	<-f.pub.Done()
-	eventually(t, 10*time.Second, "the muxer to stop", func() bool { return !f.srv.running("cam") })
+	var pl []byte
+	eventually(t, 10*time.Second, "the media playlist to end", func() bool {
+		resp, pl = f.get(t, media)
+		return resp.StatusCode == http.StatusOK && bytes.HasSuffix(pl, []byte("#EXT-X-ENDLIST\n"))
+	})
+	if bytes.Contains(pl, []byte("#EXT-X-PRELOAD-HINT")) {
+		t.Errorf("the ended playlist still hints at a part to come:\n%s", pl)
+	}
+	if n := bytes.Count(pl, []byte("#EXT-X-ENDLIST")); n != 1 {
+		t.Errorf("%d end tags", n)
+	}
+	if resp, seg := f.get(t, f.url("cam", segmentURI(t, pl))); resp.StatusCode != http.StatusOK || len(seg) == 0 {
+		t.Errorf("a listed segment of the ended stream: status %d, %d bytes", resp.StatusCode, len(seg))
+	}
+	// An LL-HLS blocking reload for a segment that will never come.
+	resp, pl = f.get(t, media+"?_HLS_msn=9999&_HLS_part=0")
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(pl, []byte("#EXT-X-ENDLIST")) {
+		t.Errorf("blocking reload of the ended stream: %d\n%s", resp.StatusCode, pl)
+	}
+
+	eventually(t, 15*time.Second, "the muxer to stop", func() bool { return !f.srv.running("cam") })
 	resp, body = f.get(t, f.url("cam", "index.m3u8"))
 	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("after the publisher left: status %d, want 404", resp.StatusCode)
+		t.Fatalf("after the linger time: status %d, want 404", resp.StatusCode)
 	}
 	if p := decodeProblem(t, resp, body); !strings.Contains(p.Detail, "not live") {
 		t.Errorf("detail %q", p.Detail)
@@ -326,6 +355,63 @@ func TestPublisherLeaves(t *testing.T) {
 	eventually(t, 10*time.Second, "goroutines back to baseline", func() bool {
 		return runtime.NumGoroutine() <= baseline+1
 	})
+}
+
+// TestFFmpegFinishesWhenPublisherLeaves: the ended playlists are ones a
+// real player takes: ffmpeg, reading the live stream, plays to the end and
+// exits cleanly when the publisher goes. (ffmpeg also exits quietly on a
+// 404 playlist, so TestPublisherLeaves checks the end tag itself.)
+func TestFFmpegFinishesWhenPublisherLeaves(t *testing.T) {
+	needTools(t)
+	f := start(t, Config{EndedLinger: 10 * time.Second}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-i", f.url("cam", "index.m3u8"), "-f", "null", "-")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	eventually(t, 20*time.Second, "ffmpeg to read segments", func() bool { return f.srv.Viewers("cam") == 1 })
+	time.Sleep(2 * time.Second) // let it play a little; not an assertion
+	f.stop()
+	<-f.pub.Done()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("ffmpeg: %v\n%s", err, stderr.String())
+		}
+		if strings.TrimSpace(stderr.String()) != "" {
+			t.Errorf("ffmpeg reported errors:\n%s", stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ffmpeg still reading 30 s after the publisher left")
+	}
+}
+
+// firstURI is the first URI line of a playlist.
+func firstURI(t *testing.T, pl []byte) string {
+	t.Helper()
+	for line := range bytes.Lines(pl) {
+		if line = bytes.TrimSpace(line); len(line) > 0 && line[0] != '#' {
+			return string(line)
+		}
+	}
+	t.Fatalf("no URI in playlist:\n%s", pl)
+	return ""
+}
+
+// segmentURI is the URI of a media playlist's last full segment (the
+// first ones are gaps that LL-HLS playlists start with).
+func segmentURI(t *testing.T, pl []byte) string {
+	t.Helper()
+	i := bytes.LastIndex(pl, []byte("#EXTINF"))
+	if i < 0 {
+		t.Fatalf("no segment in playlist:\n%s", pl)
+	}
+	return firstURI(t, pl[i:])
 }
 
 func TestIdleStop(t *testing.T) {

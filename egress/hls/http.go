@@ -42,6 +42,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stream := s.hub.Get(name)
 	if stream == nil {
+		if m := s.endedMuxer(name); m != nil {
+			m.serveEnded(w, r)
+			return
+		}
 		writeProblem(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", name))
 		return
 	}

@@ -21,7 +21,11 @@ import (
 // the publisher again (the hub rate-limits requests across outputs too).
 const keyframeRetry = time.Second
 
-const reasonIdle = "idle"
+// Why a muxer stops.
+const (
+	reasonIdle          = "idle"
+	reasonPublisherLeft = "publisher left"
+)
 
 // muxer is one stream's HLS session: a hub subscription whose packets are
 // reordered, depacketized, put on one timeline and written to a gohlslib
@@ -171,7 +175,7 @@ func (m *muxer) wait(ctx context.Context, idle time.Duration) string {
 		case <-ctx.Done():
 			return "server closing"
 		case <-m.sub.Done():
-			return "publisher left"
+			return reasonPublisherLeft
 		case <-timer.C:
 			since := m.idleFor()
 			if since >= idle {

@@ -22,6 +22,9 @@ const (
 	DefaultPartDuration    = 200 * time.Millisecond
 	// DefaultSegmentCount is also the least Low-Latency HLS allows.
 	DefaultSegmentCount = 7
+	// DefaultEndedLinger gives a player several playlist reloads to see
+	// that the stream ended and to fetch its last segments.
+	DefaultEndedLinger = 15 * time.Second
 )
 
 // viewerWindow is how recent a request must be for its client to count as
@@ -41,7 +44,10 @@ type Config struct {
 	// SegmentCount is how many segments a playlist lists (default and
 	// minimum 7).
 	SegmentCount int
-	Logger       *slog.Logger
+	// EndedLinger is how long a muxer whose publisher left keeps serving
+	// its segments, with playlists that end (default 15 s; ended.go).
+	EndedLinger time.Duration
+	Logger      *slog.Logger
 }
 
 var errClosed = errors.New("the HLS server is shutting down")
@@ -76,6 +82,9 @@ func New(cfg Config, hub *ingest.Hub) *Server {
 		cfg.PartDuration = DefaultPartDuration
 	}
 	cfg.SegmentCount = max(cfg.SegmentCount, DefaultSegmentCount)
+	if cfg.EndedLinger <= 0 {
+		cfg.EndedLinger = DefaultEndedLinger
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -197,12 +206,30 @@ func (s *Server) muxer(stream *ingest.Stream, start bool) (*muxer, error) {
 	return m, nil
 }
 
-// run waits for m to go idle, lose its publisher or the server to close,
-// then takes it out of the set and stops it.
+// endedMuxer returns, acquired, the muxer of name if its publisher left
+// and it still lingers, else nil.
+func (s *Server) endedMuxer(name string) *muxer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.muxers[name]
+	if m == nil || s.closed || !m.publisherLeft() {
+		return nil
+	}
+	m.acquire()
+	return m
+}
+
+// run waits for m to go idle, lose its publisher (then lingers, serving
+// the ended stream) or the server to close, then takes it out of the set
+// and stops it.
 func (s *Server) run(m *muxer) {
 	defer s.wg.Done()
 	for {
 		reason := m.wait(s.ctx, s.cfg.IdleTimeout)
+		if reason == reasonPublisherLeft {
+			m.log.Info("HLS playlists end: the publisher left", "linger", s.cfg.EndedLinger)
+			linger(s.ctx, s.cfg.EndedLinger)
+		}
 		s.mu.Lock()
 		// A request may have acquired the muxer since wait looked.
 		if reason == reasonIdle && m.idleFor() < s.cfg.IdleTimeout {
