@@ -1,7 +1,13 @@
 // Package hls serves live streams as Low-Latency HLS (fMP4). A stream's
 // muxer starts when a player first asks for its playlist and stops when
-// nobody has asked for a while or the publisher leaves, so an unwatched
-// stream costs nothing.
+// nobody has asked for a while, so an unwatched stream costs nothing; when
+// the publisher leaves, its playlists end (ended.go) and it stops shortly
+// after.
+//
+// Files: server.go holds the set of muxers and their lifecycle, http.go
+// the requests and their errors, muxer.go one stream's gohlslib muxer and
+// timeline, codec.go the depacketizers per codec, ended.go an ended
+// stream's playlists.
 package hls
 
 import (

@@ -2,7 +2,14 @@
 // stream becomes one gortsplib ServerStream, fed by a single hub
 // subscription and shared by all of its readers at rtsp://host:8554/{stream}.
 //
+// Transports: TCP-interleaved, UDP, UDP multicast when a group range is
+// configured, and RTSPS with a certificate. Who may read is decided by
+// Config.Authorize and Config.Admit, which the gateway fills with the same
+// token rules and viewer limits as WHEP.
+//
 // Files: server.go holds the lifecycle and the set of live streams,
-// handler.go the RTSP requests and their status codes, auth.go the read
-// tokens, stream.go one live stream bound to its ServerStream.
+// handler.go the RTSP requests and their status codes, auth.go the
+// credentials, stream.go one live stream bound to its ServerStream,
+// padding.go the filter for browsers' padding-only packets, setupgate.go
+// the guard around a gortsplib race between concurrent SETUPs.
 package rtsp
