@@ -11,6 +11,7 @@ type Codec string
 // The codecs Reel accepts.
 const (
 	H264 Codec = "H264"
+	H265 Codec = "H265"
 	VP8  Codec = "VP8"
 	VP9  Codec = "VP9"
 	AV1  Codec = "AV1"
@@ -54,6 +55,10 @@ type codecSpec struct {
 
 var codecSpecs = map[Codec]codecSpec{
 	H264: {mime: "video/H264", kind: Video, clockRate: 90000, container: "mkv"},
+	// H.265: WebM cannot carry it either. Few browsers decode it, so WHEP
+	// viewers of an H.265 stream need one that does (Safari, Chrome with a
+	// hardware decoder); RTSP, HLS and recordings take it everywhere.
+	H265: {mime: "video/H265", kind: Video, clockRate: 90000, container: "mkv"},
 	VP8: {mime: "video/VP8", kind: Video, clockRate: 90000, container: "webm",
 		notOn: map[Output]string{OutputHLS: "HLS cannot carry VP8 video; publish H.264 (or VP9/AV1) to watch this stream over HLS"}},
 	VP9:  {mime: "video/VP9", kind: Video, clockRate: 90000, container: "webm"},
@@ -63,8 +68,10 @@ var codecSpecs = map[Codec]codecSpec{
 
 // DefaultVideoPreference is the order in which the WHIP answer picks a video
 // codec from the ones an offer lists: H.264 first because OBS and most
-// hardware encoders send it and every output can carry it.
-var DefaultVideoPreference = []Codec{H264, VP8, VP9, AV1}
+// hardware encoders send it and every output can carry it. H.265 comes
+// last, after the SPEC's four: it is chosen only when an offer has nothing
+// else (an OBS HEVC encoder), since most browsers cannot watch it.
+var DefaultVideoPreference = []Codec{H264, VP8, VP9, AV1, H265}
 
 // DefaultAudioPreference is the audio counterpart of DefaultVideoPreference.
 var DefaultAudioPreference = []Codec{Opus}
@@ -77,7 +84,7 @@ func ParseCodec(name string) (Codec, error) {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("unknown codec %q (known: H264, VP8, VP9, AV1, Opus)", name)
+	return "", fmt.Errorf("unknown codec %q (known: H264, H265, VP8, VP9, AV1, Opus)", name)
 }
 
 // codecByMime finds the codec for an SDP rtpmap encoding name or MIME type.
@@ -101,7 +108,7 @@ func (c Codec) Kind() MediaKind { return codecSpecs[c].kind }
 func (c Codec) ClockRate() uint32 { return codecSpecs[c].clockRate }
 
 // Container is the file extension a recording of this codec needs on its
-// own: "mkv" for H.264, "webm" otherwise.
+// own: "mkv" for H.264 and H.265, "webm" otherwise.
 func (c Codec) Container() string { return codecSpecs[c].container }
 
 // CarriedBy reports whether out can carry the codec and, if not, why.

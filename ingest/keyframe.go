@@ -10,6 +10,8 @@ func IsKeyframeStart(c Codec, payload []byte) bool {
 	switch c {
 	case H264:
 		return h264KeyframeStart(payload)
+	case H265:
+		return h265KeyframeStart(payload)
 	case VP8:
 		return vp8KeyframeStart(payload)
 	case VP9:
@@ -46,6 +48,51 @@ func h264KeyframeStart(p []byte) bool {
 	}
 	return false
 }
+
+// h265KeyframeStart finds a VPS or an IRAP picture (IDR, CRA, BLA) at the
+// start of the payload, inside an aggregation packet, or as the first
+// fragment of a fragmentation unit (RFC 7798).
+func h265KeyframeStart(p []byte) bool {
+	if len(p) < 3 {
+		return false
+	}
+	switch t := h265Type(p[0]); {
+	case h265Starts(t):
+		return true
+	case t == h265AP:
+		for b := p[2:]; len(b) > 2; {
+			n := int(b[0])<<8 | int(b[1])
+			if n < 2 || 2+n > len(b) {
+				return false
+			}
+			if h265Starts(h265Type(b[2])) {
+				return true
+			}
+			b = b[2+n:]
+		}
+	case t == h265FU:
+		return p[2]&0x80 != 0 && h265Starts(p[2]&0x3f)
+	}
+	return false
+}
+
+// H.265 NAL unit types (RFC 7798, ITU-T H.265 table 7-1).
+const (
+	h265IRAPFirst = 16 // BLA_W_LP
+	h265IRAPLast  = 21 // CRA_NUT
+	h265VPS       = 32
+	h265SPS       = 33
+	h265PPS       = 34
+	h265AP        = 48
+	h265FU        = 49
+)
+
+// h265Type is the type in the first byte of an H.265 NAL unit header.
+func h265Type(b byte) byte { return (b >> 1) & 0x3f }
+
+// h265Starts reports whether a NAL unit of type t begins a keyframe: the
+// VPS sent in front of it, or the IRAP picture itself.
+func h265Starts(t byte) bool { return t == h265VPS || (t >= h265IRAPFirst && t <= h265IRAPLast) }
 
 // vp8KeyframeStart parses the VP8 payload descriptor (RFC 7741) and checks
 // the frame tag's P bit at the start of a partition.

@@ -183,12 +183,17 @@ func pickFormat(offered []offeredFormat, prefer []Codec) (offeredFormat, bool) {
 }
 
 // acceptable filters variants the outputs cannot handle: H.264 interleaved
-// mode (packetization-mode=2) and VP9 profiles other than 0 and 2.
+// mode (packetization-mode=2), H.265 with decoding order numbers
+// (sprop-max-don-diff > 0, which no depacketizer here reads) and VP9
+// profiles other than 0 and 2.
 func acceptable(f *offeredFormat) bool {
 	switch f.codec {
 	case H264:
 		pm := fmtpParam(f.fmtp, "packetization-mode")
 		return pm == "" || pm == "0" || pm == "1"
+	case H265:
+		d := fmtpParam(f.fmtp, "sprop-max-don-diff")
+		return d == "" || d == "0"
 	case VP9:
 		p := fmtpParam(f.fmtp, "profile-id")
 		return p == "" || p == "0" || p == "2"

@@ -139,6 +139,16 @@ func TestKeyframeDetection(t *testing.T) {
 		{VP9, []byte{0x08 | 0x80}, true},                               // B, P=0
 		{VP9, []byte{0x08 | 0x40}, false},                              // B, P=1
 		{AV1, []byte{0x08}, true}, {AV1, []byte{0x00}, false}, {VP8, nil, false},
+		{H265, []byte{0x28, 0x01, 0xaf}, true},                                        // IDR_N_LP (20)
+		{H265, []byte{0x2a, 0x01, 0xaf}, true},                                        // CRA (21)
+		{H265, []byte{0x40, 0x01, 0x0c}, true},                                        // VPS
+		{H265, []byte{0x02, 0x01, 0xd0}, false},                                       // TRAIL_R
+		{H265, []byte{0x62, 0x01, 0x93, 0xaf}, true},                                  // FU start of IDR_W_RADL (19)
+		{H265, []byte{0x62, 0x01, 0x13, 0xaf}, false},                                 // FU middle of an IDR
+		{H265, []byte{0x62, 0x01, 0x81, 0xaf}, false},                                 // FU start of TRAIL_R
+		{H265, []byte{0x60, 0x01, 0, 3, 0x40, 0x01, 0x0c, 0, 3, 0x42, 0x01, 1}, true}, // AP with VPS
+		{H265, []byte{0x60, 0x01, 0, 3, 0x4e, 0x01, 0x05}, false},                     // AP with an SEI only
+		{H265, []byte{0x60, 0x01, 0, 9, 0x40}, false},                                 // AP, truncated
 	}
 	for i, c := range cases {
 		if got := IsKeyframeStart(c.codec, c.p); got != c.want {
@@ -178,5 +188,43 @@ func TestRestartFragmentHasComponentOneOnly(t *testing.T) {
 	frag := string(buildSDPFrag(local))
 	if strings.Contains(frag, "candidate:1 2 ") || !strings.Contains(frag, "candidate:1 1 ") {
 		t.Fatalf("fragment:\n%s", frag)
+	}
+}
+
+// An OBS HEVC encoder offers H.265 alone: Reel takes it (last in the
+// default order). Offered beside H.264, H.264 wins; with decoding order
+// numbers it is refused.
+func TestNegotiateH265(t *testing.T) {
+	h265 := func(fmtp string) string {
+		o := strings.ReplaceAll(obsOffer("640032", "1"), "PM", "1")
+		o = strings.Replace(o, "a=rtpmap:96 H264/90000", "a=rtpmap:96 H265/90000", 1)
+		return strings.Replace(o, "a=fmtp:96 profile-level-id=640032;packetization-mode=1;level-asymmetry-allowed=1", "a=fmtp:96 "+fmtp, 1)
+	}
+	sd, err := parseOffer([]byte(strings.ReplaceAll(h265("level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"), "\n", "\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks, _, err := negotiate(sd, DefaultPreferences(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tracks[1].Codec != H265 || !strings.Contains(tracks[1].Fmtp, "profile-id=1") {
+		t.Fatalf("video track %+v", tracks[1])
+	}
+
+	both := strings.Replace(obsOffer("640032", "1"), "m=video 53711 UDP/TLS/RTP/SAVPF 96", "m=video 53711 UDP/TLS/RTP/SAVPF 98 96", 1)
+	both = strings.Replace(strings.ReplaceAll(both, "PM", "1"), "a=rtpmap:96 H264/90000", "a=rtpmap:98 H265/90000\na=rtpmap:96 H264/90000", 1)
+	if sd, err = parseOffer([]byte(strings.ReplaceAll(both, "\n", "\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if tracks, _, err = negotiate(sd, DefaultPreferences(), true); err != nil || tracks[1].Codec != H264 {
+		t.Fatalf("H.265 and H.264 offered: %v %v", tracks, err)
+	}
+
+	if sd, err = parseOffer([]byte(strings.ReplaceAll(h265("profile-id=1;sprop-max-don-diff=2"), "\n", "\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err = negotiate(sd, DefaultPreferences(), true); err == nil {
+		t.Error("an H.265 offer with decoding order numbers was accepted")
 	}
 }

@@ -36,6 +36,7 @@ type Track struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 	params  h264Params
+	h265    h265Params
 	rate    rateMeter
 }
 
@@ -45,6 +46,10 @@ func (t *Track) SSRC() uint32 { return t.ssrc.Load() }
 // H264ParameterSets returns the latest SPS and PPS seen in the track's
 // packets, or nil before they arrive (and for other codecs).
 func (t *Track) H264ParameterSets() (sps, pps []byte) { return t.params.get() }
+
+// H265ParameterSets returns the latest VPS, SPS and PPS seen in the track's
+// packets, or nil before they arrive (and for other codecs).
+func (t *Track) H265ParameterSets() (vps, sps, pps []byte) { return t.h265.get() }
 
 // PublishSpec describes a new publication.
 type PublishSpec struct {
@@ -116,8 +121,11 @@ func (s *Stream) WriteRTP(t *Track, raw []byte, arrival time.Time) error {
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(raw)))
 	t.ssrc.Store(p.RTP.SSRC)
-	if t.Codec == H264 {
+	switch t.Codec {
+	case H264:
 		t.params.observe(p.RTP.Payload)
+	case H265:
+		t.h265.observe(p.RTP.Payload)
 	}
 	// The subscriber list is read without a lock; Subscribe and Close
 	// replace it whole (copy on write), so fan-out never contends with

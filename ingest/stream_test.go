@@ -190,6 +190,28 @@ func TestH264ParameterSetsFromSeparatePacketsAndSTAPA(t *testing.T) {
 	}
 }
 
+func TestH265ParameterSetsFromSeparatePacketsAndAP(t *testing.T) {
+	tr := &Track{Codec: H265}
+	vps := []byte{0x40, 0x01, 0x0c, 0x01}
+	sps := []byte{0x42, 0x01, 0x01, 0x01}
+	pps := []byte{0x44, 0x01, 0xc1, 0x72}
+	for _, p := range [][]byte{vps, sps, pps, {0x28, 0x01, 0xaf}} {
+		tr.h265.observe(p)
+	}
+	if v, s, p := tr.H265ParameterSets(); string(v) != string(vps) || string(s) != string(sps) || string(p) != string(pps) {
+		t.Fatalf("separate packets: %x %x %x", v, s, p)
+	}
+	sps2 := []byte{0x42, 0x01, 0x01, 0x02, 0x20}
+	ap := []byte{0x60, 0x01}
+	for _, n := range [][]byte{vps, sps2, pps} {
+		ap = append(append(ap, 0, byte(len(n))), n...)
+	}
+	tr.h265.observe(ap)
+	if _, s, _ := tr.H265ParameterSets(); string(s) != string(sps2) {
+		t.Fatalf("aggregation packet: %x", s)
+	}
+}
+
 // BenchmarkFanOut measures the forwarding path: one packet in, copied to
 // N subscribers' queues, consumed. allocs/op must be 0.
 func BenchmarkFanOut(b *testing.B) {

@@ -5,7 +5,7 @@
 #
 # Usage: testdata/generate.sh            (writes next to this script)
 #
-# Needs ffmpeg built with libvpx, libx264, libopus and, for av1.ivf, an AV1
+# Needs ffmpeg built with libvpx, libx264, libx265, libopus and, for av1.ivf, an AV1
 # encoder (libaom-av1 or libsvtav1). Each fixture must stay below 400 KB,
 # except h264-2500k.h264 (the load tool's 2.5 Mbit/s stream), below 2 MB.
 set -euo pipefail
@@ -44,6 +44,14 @@ video_src() { # $1 = seconds
 	-b:v 2500k -minrate 2500k -maxrate 2500k -bufsize 2500k \
 	-x264-params slices=4:threads=4:keyint=60:min-keyint=60:scenecut=0:repeat-headers=1 \
 	-f h264 h264-2500k.h264
+
+# H.265 Main as an HEVC encoder in OBS sends it: no B-frames, VPS/SPS/PPS
+# in front of every IRAP (repeat-headers), one-second GOP, 6 s.
+"${FF[@]}" -f lavfi -i "$(video_src 6)" -pix_fmt yuv420p \
+	-c:v libx265 -profile:v main -preset veryfast -tune zerolatency \
+	-b:v 400k -maxrate 400k -bufsize 400k \
+	-x265-params log-level=error:bframes=0:keyint=30:min-keyint=30:scenecut=0:open-gop=0:repeat-headers=1 \
+	-f hevc h265.h265
 
 # H.264 Constrained Baseline, single slice (threads=1, see above), 3 s.
 "${FF[@]}" -f lavfi -i "$(video_src 3)" -pix_fmt yuv420p \

@@ -116,7 +116,7 @@ func defaultConfig() *Config {
 	c.Limits.ViewersPerStream, c.Limits.Viewers = lim.ViewersPerStream, lim.Viewers
 	c.Limits.SessionsPerIP, c.Limits.RequestRate, c.Limits.RequestBurst = lim.SessionsPerIP, lim.RequestRate, lim.RequestBurst
 	c.Limits.ConnectTimeout, c.Limits.IdleTimeout = 15*time.Second, ingest.DefaultIdleTimeout
-	c.Codecs.Video = []string{"h264", "vp8", "vp9", "av1"}
+	c.Codecs.Video = []string{"h264", "vp8", "vp9", "av1", "h265"}
 	c.Codecs.Audio = []string{"opus"}
 	c.Log.Level = "info"
 	c.Log.Format = "text"

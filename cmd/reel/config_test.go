@@ -19,7 +19,7 @@ func TestDefaultsMatchTheSpec(t *testing.T) {
 	if c.HTTP.Addr != ":8080" || c.RTSP.Addr != ":8554" || c.WebRTC.UDPAddr != ":8189" || c.Recordings.Dir != "./recordings" || !c.Recordings.Enabled {
 		t.Fatalf("defaults differ from SPEC.md: %+v", c)
 	}
-	if strings.Join(c.Codecs.Video, ",") != "h264,vp8,vp9,av1" || strings.Join(c.Codecs.Audio, ",") != "opus" {
+	if strings.Join(c.Codecs.Video, ",") != "h264,vp8,vp9,av1,h265" || strings.Join(c.Codecs.Audio, ",") != "opus" {
 		t.Fatalf("codec preference %v %v", c.Codecs.Video, c.Codecs.Audio)
 	}
 	if authConfig(c).Enabled() {

@@ -78,7 +78,7 @@ func preferences(cfg *Config) (ingest.Preferences, error) {
 	for _, name := range cfg.Codecs.Video {
 		c, err := ingest.ParseCodec(name)
 		if err != nil || c.Kind() != ingest.Video {
-			return p, fmt.Errorf("codecs.video: %q is not a video codec (H264, VP8, VP9, AV1)", name)
+			return p, fmt.Errorf("codecs.video: %q is not a video codec (H264, VP8, VP9, AV1, H265)", name)
 		}
 		p.Video = append(p.Video, c)
 	}

@@ -94,7 +94,7 @@ func Publish(ctx context.Context, hub *ingest.Hub, name string, src Source) (*Pu
 func videoMedia(src Source) (*trackMedia, error) {
 	file := src.VideoFile
 	if file == "" {
-		file = map[ingest.Codec]string{ingest.H264: "h264.h264", ingest.VP8: "vp8.ivf", ingest.VP9: "vp9.ivf", ingest.AV1: "av1.ivf"}[src.Video]
+		file = map[ingest.Codec]string{ingest.H264: "h264.h264", ingest.H265: "h265.h265", ingest.VP8: "vp8.ivf", ingest.VP9: "vp9.ivf", ingest.AV1: "av1.ivf"}[src.Video]
 	}
 	path := filepath.Join(testmedia.Dir(), file)
 	t := &ingest.Track{Kind: ingest.Video, Codec: src.Video, ClockRate: 90000}
@@ -111,6 +111,11 @@ func videoMedia(src Source) (*trackMedia, error) {
 		t.Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile
 		payloader = &codecs.H264Payloader{DisableStapA: src.SeparateParamSets}
 		samples, err = testmedia.ReadH264(path, 30)
+	case ingest.H265:
+		t.PayloadType = 104
+		t.Fmtp = "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+		payloader = &codecs.H265Payloader{SkipAggregation: src.SeparateParamSets}
+		samples, err = testmedia.ReadH265(path, 30)
 	case ingest.VP8:
 		t.PayloadType = 96
 		payloader = &codecs.VP8Payloader{EnablePictureID: true}

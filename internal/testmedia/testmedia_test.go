@@ -196,3 +196,31 @@ func TestProfileLevelID(t *testing.T) {
 		t.Logf("%s: profile-level-id=%s", file, got)
 	}
 }
+
+func TestReadH265(t *testing.T) {
+	samples, err := ReadH265(Path("h265.h265"), 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 6 s at 30 fps with an IDR every second, parameter sets in front.
+	if len(samples) != 180 {
+		t.Errorf("%d access units, want 180", len(samples))
+	}
+	keys := 0
+	for i, s := range samples {
+		nals := SplitAnnexB(s.Data)
+		if !s.Keyframe {
+			continue
+		}
+		keys++
+		if i%30 != 0 {
+			t.Errorf("keyframe at %d", i)
+		}
+		if got := []byte{H265Type(nals[0]), H265Type(nals[1]), H265Type(nals[2])}; got[0] != 32 || got[1] != 33 || got[2] != 34 {
+			t.Errorf("keyframe %d starts with NAL types %v, want VPS, SPS, PPS", i, got)
+		}
+	}
+	if keys != 6 {
+		t.Errorf("%d keyframes, want 6", keys)
+	}
+}
