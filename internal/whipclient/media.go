@@ -17,7 +17,13 @@ const (
 	ptVP9  = 98
 	ptAV1  = 45
 	ptH264 = 102
+	// ptH265 is not among pion's default payload types (pion v3 registers
+	// no H.265), so the viewer can add it beside them.
+	ptH265 = 49
 )
+
+// h265Fmtp is what Safari and OBS offer for H.265 Main.
+const h265Fmtp = "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
 
 // defaultFixtures are the testdata files used when no file is given.
 var defaultFixtures = map[string]string{
@@ -25,6 +31,7 @@ var defaultFixtures = map[string]string{
 	"vp9":   "vp9.ivf",
 	"av1":   "av1.ivf",
 	"h264":  "h264.h264",
+	"h265":  "h265.h265",
 	"audio": "opus.ogg",
 }
 
@@ -68,12 +75,15 @@ func loadVideo(opts PublishOptions) (*mediaSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading %s video: %w", opts.Video, err)
 	}
-	if opts.Video == "h264" {
+	switch opts.Video {
+	case "h264":
 		return loadH264(path, opts)
+	case "h265":
+		return loadH265(path, opts)
 	}
 	want, ok := ivfFourCC[opts.Video]
 	if !ok {
-		return nil, fmt.Errorf("unsupported video codec %q (want vp8, vp9, av1 or h264)", opts.Video)
+		return nil, fmt.Errorf("unsupported video codec %q (want vp8, vp9, av1, h264 or h265)", opts.Video)
 	}
 	fourcc, samples, err := testmedia.ReadIVF(path)
 	if err != nil {
@@ -115,6 +125,23 @@ func loadH264(path string, opts PublishOptions) (*mediaSource, error) {
 		kind:      "video",
 		codec:     videoCodec(webrtc.MimeTypeH264, fmtp, ptH264),
 		payloader: &codecs.H264Payloader{DisableStapA: opts.H264SeparateParamSets},
+		samples:   samples,
+	}, nil
+}
+
+func loadH265(path string, opts PublishOptions) (*mediaSource, error) {
+	fps := opts.VideoFPS
+	if fps == 0 {
+		fps = 30
+	}
+	samples, err := testmedia.ReadH265(path, fps)
+	if err != nil {
+		return nil, fmt.Errorf("loading h265 video: %w", err)
+	}
+	return &mediaSource{
+		kind:      "video",
+		codec:     videoCodec(webrtc.MimeTypeH265, h265Fmtp, ptH265),
+		payloader: &codecs.H265Payloader{SkipAggregation: opts.H264SeparateParamSets},
 		samples:   samples,
 	}, nil
 }

@@ -15,10 +15,10 @@ import (
 // PublishOptions configures Publish.
 type PublishOptions struct {
 	Token     string // sent as Authorization: Bearer
-	Video     string // "vp8" | "vp9" | "av1" | "h264" | "" (none)
+	Video     string // "vp8" | "vp9" | "av1" | "h264" | "h265" | "" (none)
 	VideoFile string // fixture path; "" = testdata default for Video
-	// VideoFPS is the frame rate of a raw H.264 file (which has no
-	// timestamps); 0 means 30.
+	// VideoFPS is the frame rate of a raw H.264 or H.265 file (which has
+	// no timestamps); 0 means 30.
 	VideoFPS int
 	// H264ProfileLevelID overrides the profile-level-id offered for H.264;
 	// "" derives it from the file's SPS (42e01f, 4d001f or 64001f).
@@ -30,8 +30,9 @@ type PublishOptions struct {
 	// Duration stops sending after this long, looping the files as needed;
 	// 0 = one pass of the files (or forever with Loop).
 	Duration time.Duration
-	// H264SeparateParamSets sends SPS and PPS as their own single-NAL RTP
-	// packets (no STAP-A), as OBS/libdatachannel does.
+	// H264SeparateParamSets sends SPS and PPS (and H.265's VPS) as their
+	// own single-NAL RTP packets (no STAP-A or aggregation packet), as
+	// OBS/libdatachannel does.
 	H264SeparateParamSets bool
 	// Trickle POSTs the offer before ICE gathering completes and sends the
 	// candidates with PATCH application/trickle-ice-sdpfrag (If-Match: ETag).

@@ -57,6 +57,9 @@ func newTestServer(t *testing.T, token string) *testServer {
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
+	if err := m.RegisterCodec(videoCodec(webrtc.MimeTypeH265, h265Fmtp, ptH265), webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		t.Fatal(err)

@@ -83,6 +83,9 @@ func (v *Viewer) setupPeerConnection(opts ViewOptions) error {
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return fmt.Errorf("registering default codecs: %w", err)
 	}
+	if err := m.RegisterCodec(videoCodec(webrtc.MimeTypeH265, h265Fmtp, ptH265), webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("registering H.265: %w", err)
+	}
 	api, err := newAPI(m, opts.SettingEngine)
 	if err != nil {
 		return err
@@ -285,6 +288,8 @@ func keyframeStart(mime string) func([]byte) bool {
 		return isAV1KeyPayload
 	case strings.ToLower(webrtc.MimeTypeH264):
 		return isH264KeyPayload
+	case strings.ToLower(webrtc.MimeTypeH265):
+		return isH265KeyPayload
 	default:
 		return nil
 	}
@@ -313,6 +318,33 @@ func isVP9KeyPayload(payload []byte) bool {
 // a new coded video sequence, i.e. a keyframe.
 func isAV1KeyPayload(payload []byte) bool {
 	return len(payload) > 0 && payload[0]&0x08 != 0
+}
+
+// isH265KeyPayload finds an IRAP picture (types 16-21) in a single-NAL,
+// aggregation or starting fragmentation packet (RFC 7798).
+func isH265KeyPayload(payload []byte) bool {
+	if len(payload) < 3 {
+		return false
+	}
+	irap := func(t byte) bool { return t >= 16 && t <= 21 }
+	switch t := (payload[0] >> 1) & 0x3f; t {
+	case 48: // aggregation packet
+		for rest := payload[2:]; len(rest) > 2; {
+			size := int(rest[0])<<8 | int(rest[1])
+			if size < 2 || 2+size > len(rest) {
+				return false
+			}
+			if irap((rest[2] >> 1) & 0x3f) {
+				return true
+			}
+			rest = rest[2+size:]
+		}
+		return false
+	case 49: // fragmentation unit
+		return payload[2]&0x80 != 0 && irap(payload[2]&0x3f)
+	default:
+		return irap(t)
+	}
 }
 
 // isH264KeyPayload finds an IDR NAL in a single-NAL, STAP-A or starting

@@ -133,6 +133,7 @@ func TestPublishAndViewEveryCodec(t *testing.T) {
 		{"av1", "", webrtc.MimeTypeAV1},
 		{"h264", "", webrtc.MimeTypeH264},
 		{"h264", "h264-baseline.h264", webrtc.MimeTypeH264},
+		{"h265", "", webrtc.MimeTypeH265},
 	} {
 		name := tc.video
 		if tc.file != "" {
@@ -295,6 +296,25 @@ func TestH264KeyPayload(t *testing.T) {
 		{"FU-A IDR middle", []byte{0x7c, 0x05, 0x88}, false},
 	} {
 		if got := isH264KeyPayload(tc.payload); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestH265KeyPayload(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    bool
+	}{
+		{"single IDR_N_LP", []byte{0x28, 0x01, 0xaf}, true},
+		{"single TRAIL_R", []byte{0x02, 0x01, 0xd0}, false},
+		{"AP VPS IDR", []byte{0x60, 0x01, 0, 3, 0x40, 0x01, 0x0c, 0, 3, 0x28, 0x01, 0xaf}, true},
+		{"AP VPS SPS", []byte{0x60, 0x01, 0, 3, 0x40, 0x01, 0x0c, 0, 3, 0x42, 0x01, 0x01}, false},
+		{"FU IDR start", []byte{0x62, 0x01, 0x94, 0xaf}, true},
+		{"FU IDR middle", []byte{0x62, 0x01, 0x14, 0xaf}, false},
+	} {
+		if got := isH265KeyPayload(tc.payload); got != tc.want {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
