@@ -60,6 +60,7 @@ func TestFFprobeSeesRealCodecs(t *testing.T) {
 		name  string
 	}{
 		{ingest.H264, "h264"},
+		{ingest.H265, "hevc"},
 		{ingest.VP8, "vp8"},
 		{ingest.VP9, "vp9"},
 	} {
@@ -83,17 +84,84 @@ func TestFFprobeSeesRealCodecs(t *testing.T) {
 	}
 }
 
+// TestFFmpegDecodesWithoutErrors covers the codecs whose packets ffmpeg
+// reassembles from fragments and parameter sets (H.264, H.265), where a
+// forwarding mistake shows up as a decoding error.
 func TestFFmpegDecodesWithoutErrors(t *testing.T) {
 	needTool(t, "ffmpeg")
-	for _, transport := range []string{"tcp", "udp"} {
-		t.Run(transport, func(t *testing.T) {
-			hub := ingest.NewHub(ingest.Reject)
-			publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
-			s := startServer(t, hub, true)
+	for _, codec := range []ingest.Codec{ingest.H264, ingest.H265} {
+		for _, transport := range []string{"tcp", "udp"} {
+			t.Run(string(codec)+"/"+transport, func(t *testing.T) {
+				hub := ingest.NewHub(ingest.Reject)
+				src := hubtest.Source{Video: codec, Audio: true, Loop: true}
+				s := startServer(t, hub, true)
+				if codec == ingest.H265 {
+					publishJoiningAtKeyframe(t, hub, s, "cam", src)
+				} else {
+					publish(t, hub, "cam", src)
+				}
 
-			decode3s(t, streamURL(s, "cam"), transport)
-		})
+				decode3s(t, streamURL(s, "cam"), transport)
+			})
+		}
 	}
+}
+
+// publishJoiningAtKeyframe publishes a looping fixture as name through a
+// relay that, once a reader plays, holds the video back until the server
+// sends that reader packets and a keyframe begins: the reader's first
+// picture is a keyframe, as it is when a publisher answers the keyframe
+// request that PLAY sends. The fixture publisher keeps its 1 s GOP
+// whatever is asked, and ffmpeg's HEVC decoder, unlike its H.264 one,
+// reports every picture whose references it never got ("Could not find
+// ref with POC") at level error, so a mid-GOP join fails decode3s
+// however well Reel forwards.
+func publishJoiningAtKeyframe(t *testing.T, hub *ingest.Hub, s *Server, name string, src hubtest.Source) {
+	t.Helper()
+	pub, _ := publish(t, hub, name+"-fixture", src)
+	tracks := map[*ingest.Track]*ingest.Track{}
+	var out []*ingest.Track
+	for _, in := range pub.Stream.Tracks() {
+		c := &ingest.Track{Kind: in.Kind, Codec: in.Codec, PayloadType: in.PayloadType,
+			ClockRate: in.ClockRate, Channels: in.Channels, Fmtp: in.Fmtp}
+		tracks[in] = c
+		out = append(out, c)
+	}
+	dst, err := hub.Publish(name, ingest.PublishSpec{Session: "relay", Protocol: "test", Tracks: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until a reader plays, video flows (to nobody) so that the track
+	// learns the parameter sets DESCRIBE puts in the SDP. A PLAY counts
+	// in Readers before gortsplib adds the session to the ServerStream;
+	// bytes sent (audio flows throughout) show it was added.
+	restarted := false
+	sub, err := pub.Stream.Subscribe("relay", ingest.ConsumerFunc(func(p *ingest.Packet) {
+		if p.Track.Kind == ingest.Video && !restarted && s.Readers(name) > 0 {
+			if !ingest.IsKeyframeStart(p.Track.Codec, p.RTP.Payload) || !s.sendingTo(name) {
+				return
+			}
+			restarted = true
+		}
+		_ = dst.WriteRTP(tracks[p.Track], p.Raw(), p.Arrival)
+	}), 0)
+	if err != nil {
+		dst.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sub.Close()
+		dst.Close()
+	})
+}
+
+// sendingTo reports whether the server has sent packets of stream name to
+// a reader.
+func (s *Server) sendingTo(name string) bool {
+	s.mu.Lock()
+	ls := s.streams[name]
+	s.mu.Unlock()
+	return ls != nil && ls.rtsp.Stats().BytesSent > 0
 }
 
 // decode3s has ffmpeg decode 3 s of url over transport, with no message at

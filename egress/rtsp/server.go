@@ -24,8 +24,8 @@ const (
 )
 
 const (
-	// paramsWait bounds how long a DESCRIBE of an H.264 stream waits for
-	// the SPS and PPS the SDP should carry.
+	// paramsWait bounds how long a DESCRIBE of an H.264 or H.265 stream
+	// waits for the parameter sets the SDP should carry.
 	paramsWait = 2 * time.Second
 	// defaultIdleTimeout is how long a live stream's ServerStream (and its
 	// hub subscription) is kept once nobody reads it.
@@ -237,14 +237,15 @@ func (s *Server) Readers(name string) int {
 
 // stream returns the RTSP side of the live stream called name, binding one
 // to the hub stream on first use. With waitParams it first gives an H.264
-// publisher up to paramsWait to send SPS and PPS, for the SDP.
+// or H.265 publisher up to paramsWait to send its parameter sets, for the
+// SDP.
 func (s *Server) stream(name string, waitParams bool) (*liveStream, error) {
 	src := s.hub.Get(name)
 	if src == nil {
 		return nil, errNotFound
 	}
 	if waitParams {
-		waitH264Params(src, paramsWait, s.done)
+		waitForParams(src, paramsWait, s.done)
 	}
 
 	s.mu.Lock()

@@ -34,7 +34,7 @@ func TestUnknownStreamIs404(t *testing.T) {
 }
 
 func TestEveryCodecIsDescribedAndForwarded(t *testing.T) {
-	for _, codec := range []ingest.Codec{ingest.H264, ingest.VP8, ingest.VP9, ingest.AV1} {
+	for _, codec := range []ingest.Codec{ingest.H264, ingest.H265, ingest.VP8, ingest.VP9, ingest.AV1} {
 		t.Run(string(codec), func(t *testing.T) {
 			hub := ingest.NewHub(ingest.Reject)
 			publish(t, hub, "cam", hubtest.Source{Video: codec, Audio: true, Loop: true})
@@ -58,6 +58,11 @@ func TestEveryCodecIsDescribedAndForwarded(t *testing.T) {
 			if h, ok := video.(*format.H264); ok {
 				if sps, pps := h.SafeParams(); sps == nil || pps == nil || h.PacketizationMode != 1 {
 					t.Errorf("H.264 format lacks parameter sets or packetization mode: %+v", h)
+				}
+			}
+			if h, ok := video.(*format.H265); ok {
+				if vps, sps, pps := h.SafeParams(); vps == nil || sps == nil || pps == nil {
+					t.Errorf("H.265 format lacks parameter sets: %+v", h)
 				}
 			}
 			if o, ok := audio.(*format.Opus); !ok || o.ClockRate() != 48000 || o.ChannelCount != 2 {
@@ -412,13 +417,57 @@ func TestReaderJoiningRequestsKeyframe(t *testing.T) {
 	eventually(t, "a keyframe request", func() bool { return pub.KeyframeRequests.Load() > before })
 }
 
-// TestDescribeWaitsForH264Params: a DESCRIBE that arrives before the
-// publisher sent SPS and PPS asks for a keyframe and answers once they come.
-func TestDescribeWaitsForH264Params(t *testing.T) {
+// TestDescribeWaitsForParams: a DESCRIBE that arrives before an H.264 or
+// H.265 publisher sent its parameter sets asks for a keyframe and answers
+// once they come, with them in the SDP.
+func TestDescribeWaitsForParams(t *testing.T) {
+	t.Run("H264", func(t *testing.T) {
+		sps, pps := fixtureParams(t)
+		track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
+			Fmtp: "packetization-mode=1;profile-level-id=42e01f"}
+		// The publisher answers the request with a STAP-A carrying both.
+		payload := append([]byte{24, 0, byte(len(sps))}, sps...)
+		payload = append(payload, 0, byte(len(pps)))
+		payload = append(payload, pps...)
+		f := describeAfterKeyframeRequest(t, track, payload)
+		h, ok := f.(*format.H264)
+		if !ok {
+			t.Fatalf("format %T, want H264", f)
+		}
+		if gotSPS, gotPPS := h.SafeParams(); !bytes.Equal(gotSPS, sps) || !bytes.Equal(gotPPS, pps) {
+			t.Errorf("SDP parameter sets %x %x, want %x %x", gotSPS, gotPPS, sps, pps)
+		}
+	})
+	t.Run("H265", func(t *testing.T) {
+		vps, sps, pps := fixtureH265Params(t)
+		track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H265, PayloadType: 104, ClockRate: 90000,
+			Fmtp: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"}
+		// The publisher answers with an aggregation packet (RFC 7798 4.4.2:
+		// type 48, TID 1) carrying all three.
+		payload := []byte{48 << 1, 1}
+		for _, nal := range [][]byte{vps, sps, pps} {
+			payload = append(payload, byte(len(nal)>>8), byte(len(nal)))
+			payload = append(payload, nal...)
+		}
+		f := describeAfterKeyframeRequest(t, track, payload)
+		h, ok := f.(*format.H265)
+		if !ok {
+			t.Fatalf("format %T, want H265", f)
+		}
+		gotVPS, gotSPS, gotPPS := h.SafeParams()
+		if !bytes.Equal(gotVPS, vps) || !bytes.Equal(gotSPS, sps) || !bytes.Equal(gotPPS, pps) {
+			t.Errorf("SDP parameter sets %x %x %x, want %x %x %x", gotVPS, gotSPS, gotPPS, vps, sps, pps)
+		}
+	})
+}
+
+// describeAfterKeyframeRequest publishes track, whose publisher answers
+// the first keyframe request with one packet carrying payload, and returns
+// the video format a DESCRIBE sent before that request gets.
+func describeAfterKeyframeRequest(t *testing.T, track *ingest.Track, payload []byte) format.Format {
+	t.Helper()
 	hub := ingest.NewHub(ingest.Reject)
 	var requests atomic.Int64
-	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
-		Fmtp: "packetization-mode=1;profile-level-id=42e01f"}
 	src, err := hub.Publish("cam", ingest.PublishSpec{Tracks: []*ingest.Track{track},
 		RequestKeyframe: func() { requests.Add(1) }})
 	if err != nil {
@@ -427,16 +476,12 @@ func TestDescribeWaitsForH264Params(t *testing.T) {
 	defer src.Close()
 	s := startServer(t, hub, false)
 
-	sps, pps := fixtureParams(t)
 	go func() {
 		for requests.Load() == 0 {
 			time.Sleep(5 * time.Millisecond)
 		}
-		// The publisher answers the request with a STAP-A carrying both.
-		payload := append([]byte{24, 0, byte(len(sps))}, sps...)
-		payload = append(payload, 0, byte(len(pps)))
-		payload = append(payload, pps...)
-		raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: 1}, Payload: payload}).Marshal()
+		raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: track.PayloadType, SequenceNumber: 1},
+			Payload: payload}).Marshal()
 		_ = src.WriteRTP(track, raw, time.Now())
 	}()
 
@@ -450,13 +495,7 @@ func TestDescribeWaitsForH264Params(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, ok := desc.Medias[0].Formats[0].(*format.H264)
-	if !ok {
-		t.Fatalf("format %T, want H264", desc.Medias[0].Formats[0])
-	}
-	if gotSPS, gotPPS := h.SafeParams(); !bytes.Equal(gotSPS, sps) || !bytes.Equal(gotPPS, pps) {
-		t.Errorf("SDP parameter sets %x %x, want %x %x", gotSPS, gotPPS, sps, pps)
-	}
+	return desc.Medias[0].Formats[0]
 }
 
 // fixtureParams returns the SPS and PPS of testdata/h264.h264.
@@ -478,6 +517,29 @@ func fixtureParams(t *testing.T) (sps, pps []byte) {
 		t.Fatal("no SPS/PPS in the first access unit of h264.h264")
 	}
 	return sps, pps
+}
+
+// fixtureH265Params returns the VPS, SPS and PPS of testdata/h265.h265.
+func fixtureH265Params(t *testing.T) (vps, sps, pps []byte) {
+	t.Helper()
+	samples, err := testmedia.ReadH265(filepath.Join(testmedia.Dir(), "h265.h265"), 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nal := range testmedia.SplitAnnexB(samples[0].Data) {
+		switch testmedia.H265Type(nal) {
+		case 32:
+			vps = nal
+		case 33:
+			sps = nal
+		case 34:
+			pps = nal
+		}
+	}
+	if vps == nil || sps == nil || pps == nil {
+		t.Fatal("no VPS/SPS/PPS in the first access unit of h265.h265")
+	}
+	return vps, sps, pps
 }
 
 func TestIdleStreamIsUnbound(t *testing.T) {

@@ -157,31 +157,42 @@ func (ls *liveStream) closeRTSP() {
 	ls.closeOnce.Do(ls.rtsp.Close)
 }
 
-// refreshParams puts the latest H.264 SPS and PPS into the SDP that the
-// next DESCRIBE returns.
+// refreshParams puts the latest H.264 SPS and PPS, or H.265 VPS, SPS and
+// PPS, into the SDP that the next DESCRIBE returns: the stream was
+// described with what was known when its first reader came (nothing, if
+// the wait for them ran out), and an encoder may send new ones later.
 func (ls *liveStream) refreshParams() {
 	for i := range ls.outs {
 		o := &ls.outs[i] // not a copy: the subscription writes o.padding
-		f, ok := o.media.Formats[0].(*format.H264)
-		if !ok {
-			continue
-		}
-		sps, pps := o.track.H264ParameterSets()
-		if sps == nil || pps == nil {
-			continue
-		}
-		if oldSPS, oldPPS := f.SafeParams(); !bytes.Equal(oldSPS, sps) || !bytes.Equal(oldPPS, pps) {
-			f.SafeSetParams(sps, pps)
+		switch f := o.media.Formats[0].(type) {
+		case *format.H264:
+			sps, pps := o.track.H264ParameterSets()
+			if sps == nil || pps == nil {
+				continue
+			}
+			if oldSPS, oldPPS := f.SafeParams(); !bytes.Equal(oldSPS, sps) || !bytes.Equal(oldPPS, pps) {
+				f.SafeSetParams(sps, pps)
+			}
+		case *format.H265:
+			vps, sps, pps := o.track.H265ParameterSets()
+			if vps == nil || sps == nil || pps == nil {
+				continue
+			}
+			if oldVPS, oldSPS, oldPPS := f.SafeParams(); !bytes.Equal(oldVPS, vps) ||
+				!bytes.Equal(oldSPS, sps) || !bytes.Equal(oldPPS, pps) {
+				f.SafeSetParams(vps, sps, pps)
+			}
 		}
 	}
 }
 
-// waitH264Params asks an H.264 publisher for a keyframe, which carries SPS
-// and PPS, and waits up to limit for them (or until cancel is closed); it
-// returns at once for other codecs or when they are known.
-func waitH264Params(src *ingest.Stream, limit time.Duration, cancel <-chan struct{}) {
+// waitForParams asks an H.264 or H.265 publisher for a keyframe, which
+// carries the parameter sets, and waits up to limit for them (or until
+// cancel is closed); it returns at once for other codecs or when they are
+// known.
+func waitForParams(src *ingest.Stream, limit time.Duration, cancel <-chan struct{}) {
 	t := src.Track(ingest.Video)
-	if t == nil || t.Codec != ingest.H264 || hasParams(t) {
+	if t == nil || (t.Codec != ingest.H264 && t.Codec != ingest.H265) || hasParams(t) {
 		return
 	}
 	src.RequestKeyframe()
@@ -202,7 +213,13 @@ func waitH264Params(src *ingest.Stream, limit time.Duration, cancel <-chan struc
 	}
 }
 
+// hasParams reports whether every parameter set the SDP of t's codec
+// carries is known: SPS and PPS for H.264, VPS, SPS and PPS for H.265.
 func hasParams(t *ingest.Track) bool {
+	if t.Codec == ingest.H265 {
+		vps, sps, pps := t.H265ParameterSets()
+		return vps != nil && sps != nil && pps != nil
+	}
 	sps, pps := t.H264ParameterSets()
 	return sps != nil && pps != nil
 }
@@ -226,6 +243,11 @@ func mediaFor(t *ingest.Track, pt uint8) *description.Media {
 		mode, _ := fmtpInt(t.Fmtp, "packetization-mode")
 		sps, pps := t.H264ParameterSets()
 		f = &format.H264{PayloadTyp: pt, PacketizationMode: mode, SPS: sps, PPS: pps}
+	case ingest.H265:
+		// No MaxDONDiff: ingest refuses offers with decoding order numbers,
+		// so packets are forwarded as RFC 7798 without DON fields.
+		vps, sps, pps := t.H265ParameterSets()
+		f = &format.H265{PayloadTyp: pt, VPS: vps, SPS: sps, PPS: pps}
 	case ingest.VP8:
 		f = &format.VP8{PayloadTyp: pt}
 	case ingest.VP9:
