@@ -63,6 +63,7 @@ type track struct {
 	reorder *rtpreorderer.Reorderer
 
 	started bool
+	lastSeq uint16 // sequence number of the last in-order packet
 	lastTS  uint32 // RTP timestamp of the last in-order packet
 	ext     int64  // lastTS unwrapped, relative to the first packet's
 	offset  int64  // PTS of the first packet: its arrival after zero
@@ -205,24 +206,33 @@ func (m *muxer) WritePacket(p *ingest.Packet) {
 	}
 	if !t.started {
 		t.started = true
+		t.lastSeq = p.RTP.SequenceNumber - 1
 		t.lastTS = p.RTP.Timestamp
 		t.offset = durationToTicks(p.Arrival.Sub(m.zero), t.clock)
 	}
 	// The packet goes back to the hub's pool when this call returns, and
 	// the depacketizers keep slices of payloads across packets: copy.
 	pkt := &rtp.Packet{Header: p.RTP.Header, Payload: slices.Clone(p.RTP.Payload)}
-	ordered, lost := t.reorder.Process(pkt)
-	if lost > 0 && t.video {
-		m.log.Debug("HLS lost video packets, waiting for a keyframe", "lost", lost)
-		t.dep.reset()
-		m.needKeyframe(t)
-	}
+	ordered, _ := t.reorder.Process(pkt)
 	for _, q := range ordered {
 		m.handle(t, q)
 	}
 }
 
 func (m *muxer) handle(t *track, pkt *rtp.Packet) {
+	// Loss is found here, from the sequence numbers, rather than from the
+	// count the reorderer returns: when its buffer overflows it hands back
+	// everything it holds with one count, and that batch can hold a second
+	// gap. Fed across it, a depacketizer may drop a half-assembled picture
+	// without an error (a new fragmentation unit's start discards the
+	// unfinished one), and the pictures after it would go out referring to
+	// a picture players never get.
+	if gap := pkt.SequenceNumber - t.lastSeq - 1; gap != 0 && t.video {
+		m.log.Debug("HLS lost video packets, waiting for a keyframe", "lost", gap)
+		t.dep.reset()
+		m.needKeyframe(t)
+	}
+	t.lastSeq = pkt.SequenceNumber
 	t.ext += int64(int32(pkt.Timestamp - t.lastTS))
 	t.lastTS = pkt.Timestamp
 	u, err := t.dep.decode(pkt)

@@ -63,6 +63,56 @@ func TestTimeline(t *testing.T) {
 	}
 }
 
+// keyDepacketizer takes every packet as one unit, a keyframe when its
+// payload is "K", and records the sequence numbers of the units written.
+type keyDepacketizer struct {
+	written []uint16
+	seq     uint16
+}
+
+func (d *keyDepacketizer) decode(p *rtp.Packet) ([][]byte, error) {
+	d.seq = p.SequenceNumber
+	return [][]byte{p.Payload}, nil
+}
+func (d *keyDepacketizer) reset()                       {}
+func (d *keyDepacketizer) randomAccess(u [][]byte) bool { return string(u[0]) == "K" }
+func (d *keyDepacketizer) write(*gohlslib.Muxer, *gohlslib.Track, time.Time, int64, [][]byte) error {
+	d.written = append(d.written, d.seq)
+	return nil
+}
+
+// TestTwoGapsInOneReorderedBatch loses two video packets close together:
+// the reorderer reports them once, when its buffer overflows, and returns
+// a keyframe that came between them with the rest. The second gap must
+// stop the video until the next keyframe too.
+func TestTwoGapsInOneReorderedBatch(t *testing.T) {
+	hub := ingest.NewHub(ingest.Reject)
+	in := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000}
+	stream, err := hub.Publish("cam", ingest.PublishSpec{Tracks: []*ingest.Track{in}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	d := &keyDepacketizer{}
+	tr := &track{in: in, dep: d, video: true, clock: 90000, waitKey: true, reorder: &rtpreorderer.Reorderer{BufferSize: 4}}
+	tr.reorder.Initialize()
+	m := &muxer{log: slog.New(slog.DiscardHandler), stream: stream, tracks: map[*ingest.Track]*track{in: tr}}
+
+	t0 := time.Now()
+	// 2 and 4 are lost; 6 overflows the buffer, which returns 3, 5 and 6.
+	for i, seq := range []uint16{0, 1, 3, 5, 6, 7, 8, 9} {
+		payload := "P"
+		if seq == 0 || seq == 3 || seq == 8 {
+			payload = "K"
+		}
+		m.WritePacket(&ingest.Packet{Track: in, Arrival: t0.Add(time.Duration(i) * 33 * time.Millisecond),
+			RTP: rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: uint32(seq) * 3000}, Payload: []byte(payload)}})
+	}
+	if want := []uint16{0, 1, 3, 8, 9}; !slices.Equal(d.written, want) {
+		t.Errorf("units written %v, want %v: nothing between the second gap and the next keyframe", d.written, want)
+	}
+}
+
 func nalu(typ byte, body ...byte) []byte { return append([]byte{0x60 | typ}, body...) }
 
 // TestH264AccessUnits assembles OBS-style access units: SPS and PPS in
