@@ -11,9 +11,11 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpav1"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpvp9"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/vp9"
 	"github.com/pion/rtp"
 
@@ -40,6 +42,10 @@ type depacketizer interface {
 // errNoParams is returned for an H.264 IDR that arrives before any SPS/PPS.
 var errNoParams = errors.New("H.264 IDR without SPS/PPS")
 
+// errNoH265Params is returned for an H.265 IRAP picture that arrives before
+// any VPS/SPS/PPS.
+var errNoH265Params = errors.New("H.265 IRAP picture without VPS/SPS/PPS")
+
 // newDepacketizer returns the HLS track and depacketizer for an ingest
 // track, or ok=false when HLS cannot carry the codec.
 func newDepacketizer(in *ingest.Track) (*gohlslib.Track, depacketizer, bool) {
@@ -50,6 +56,11 @@ func newDepacketizer(in *ingest.Track) (*gohlslib.Track, depacketizer, bool) {
 		d.mode = packetizationMode(in.Fmtp)
 		d.reset()
 		return &gohlslib.Track{Codec: &codecs.H264{SPS: d.sps, PPS: d.pps}, ClockRate: 90000}, d, true
+	case ingest.H265:
+		vps, sps, pps := in.H265ParameterSets()
+		d := &h265Depacketizer{vps: slices.Clone(vps), sps: slices.Clone(sps), pps: slices.Clone(pps)}
+		d.reset()
+		return &gohlslib.Track{Codec: &codecs.H265{VPS: d.vps, SPS: d.sps, PPS: d.pps}, ClockRate: 90000}, d, true
 	case ingest.VP9:
 		d := &vp9Depacketizer{}
 		d.reset()
@@ -84,9 +95,11 @@ func packetizationMode(fmtp string) int {
 // ignoreDecodeError says whether a depacketizer error only means "wait".
 func ignoreDecodeError(err error) bool {
 	return errors.Is(err, rtph264.ErrMorePacketsNeeded) ||
+		errors.Is(err, rtph265.ErrMorePacketsNeeded) ||
 		errors.Is(err, rtpvp9.ErrMorePacketsNeeded) ||
 		errors.Is(err, rtpav1.ErrMorePacketsNeeded) ||
 		errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) ||
+		errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) ||
 		errors.Is(err, rtpvp9.ErrNonStartingPacketAndNoPrevious) ||
 		errors.Is(err, rtpav1.ErrNonStartingPacketAndNoPrevious)
 }
@@ -154,6 +167,67 @@ func (d *h264Depacketizer) write(mx *gohlslib.Muxer, t *gohlslib.Track, ntp time
 	// gohlslib derives the DTS from the PTS and the SPS itself; WebRTC
 	// H.264 has no B-frames, so it comes out equal to the PTS.
 	return mx.WriteH264(t, ntp, pts, au)
+}
+
+// h265Depacketizer assembles access units (RFC 7798): single NAL unit,
+// aggregation and fragmentation packets, joined up to the marker bit. As
+// for H.264, an IRAP picture that comes without parameter sets gets the
+// latest ones put in front: gohlslib takes the init segment's hvcC and its
+// DTS extractor's SPS from the access units it is given, and every segment
+// must be able to start a decoder.
+type h265Depacketizer struct {
+	dec           *rtph265.Decoder
+	vps, sps, pps []byte
+}
+
+func (d *h265Depacketizer) reset() {
+	d.dec = &rtph265.Decoder{}
+	_ = d.dec.Init() // fails only for MaxDONDiff > 0, which ingest refuses
+}
+
+func (d *h265Depacketizer) decode(pkt *rtp.Packet) ([][]byte, error) {
+	au, err := d.dec.Decode(pkt)
+	if err != nil {
+		return nil, err
+	}
+	// The decoder never returns an empty NAL unit (it refuses payloads
+	// shorter than the two-byte header and empty aggregated units), so
+	// n[0] is safe here, in IsRandomAccess and in gohlslib.
+	hasVPS, hasSPS, hasPPS := false, false, false
+	for _, n := range au {
+		switch h265.NALUType((n[0] >> 1) & 0x3f) {
+		case h265.NALUType_VPS_NUT:
+			hasVPS = true
+			if !bytes.Equal(d.vps, n) {
+				d.vps = n
+			}
+		case h265.NALUType_SPS_NUT:
+			hasSPS = true
+			if !bytes.Equal(d.sps, n) {
+				d.sps = n
+			}
+		case h265.NALUType_PPS_NUT:
+			hasPPS = true
+			if !bytes.Equal(d.pps, n) {
+				d.pps = n
+			}
+		}
+	}
+	if (!hasVPS || !hasSPS || !hasPPS) && h265.IsRandomAccess(au) {
+		if d.vps == nil || d.sps == nil || d.pps == nil {
+			return nil, errNoH265Params
+		}
+		au = append([][]byte{d.vps, d.sps, d.pps}, au...)
+	}
+	return au, nil
+}
+
+func (d *h265Depacketizer) randomAccess(au [][]byte) bool { return h265.IsRandomAccess(au) }
+
+func (d *h265Depacketizer) write(mx *gohlslib.Muxer, t *gohlslib.Track, ntp time.Time, pts int64, au [][]byte) error {
+	// As for H.264, gohlslib derives the DTS with mediacommon's H.265 DTS
+	// extractor; WebRTC H.265 has no B-frames, so it equals the PTS.
+	return mx.WriteH265(t, ntp, pts, au)
 }
 
 // vp9Depacketizer assembles VP9 frames (RFC 9628).

@@ -200,6 +200,20 @@ func TestAV1OpusPlays(t *testing.T) {
 	decode(t, url)
 }
 
+func TestH265OpusPlays(t *testing.T) {
+	needTools(t)
+	f := start(t, Config{}, hubtest.Source{Video: ingest.H265, Audio: true, Loop: true})
+	url := f.url("cam", "index.m3u8")
+	streams := probe(t, url)
+	if !hasStream(streams, "hevc", 640, 360) || !hasStream(streams, "opus", 0, 0) {
+		t.Fatalf("ffprobe streams = %+v, want hevc 640x360 and opus", streams)
+	}
+	decode(t, url)
+	if ok, reason := f.srv.Available(f.pub.Stream); !ok {
+		t.Errorf("Available = false, %q; want true", reason)
+	}
+}
+
 func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem {
 	t.Helper()
 	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
@@ -511,14 +525,27 @@ func relay(t *testing.T, hub *ingest.Hub, src *ingest.Stream, dst string, dropEv
 	t.Cleanup(sub.Close)
 }
 
+// TestLossAndReorder covers the codecs whose pictures span several packets
+// (fragmentation units), where a depacketizer fed across a gap could put a
+// broken or unreferenced picture into a segment.
 func TestLossAndReorder(t *testing.T) {
 	needTools(t)
-	f := start(t, Config{}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true, SeparateParamSets: true})
-	relay(t, f.hub, f.pub.Stream, "lossy", 97, 13)
-	url := f.url("lossy", "index.m3u8")
-	streams := probe(t, url)
-	if !hasStream(streams, "h264", 640, 360) || !hasStream(streams, "opus", 0, 0) {
-		t.Fatalf("ffprobe streams = %+v, want h264 640x360 and opus", streams)
+	for _, tc := range []struct {
+		codec ingest.Codec
+		name  string
+	}{
+		{ingest.H264, "h264"},
+		{ingest.H265, "hevc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := start(t, Config{}, hubtest.Source{Video: tc.codec, Audio: true, Loop: true, SeparateParamSets: true})
+			relay(t, f.hub, f.pub.Stream, "lossy", 97, 13)
+			url := f.url("lossy", "index.m3u8")
+			streams := probe(t, url)
+			if !hasStream(streams, tc.name, 640, 360) || !hasStream(streams, "opus", 0, 0) {
+				t.Fatalf("ffprobe streams = %+v, want %s 640x360 and opus", streams, tc.name)
+			}
+			decode(t, url)
+		})
 	}
-	decode(t, url)
 }

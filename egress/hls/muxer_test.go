@@ -160,3 +160,65 @@ func TestH264AccessUnits(t *testing.T) {
 		t.Errorf("IDR before any SPS: err %v, want errNoParams", err)
 	}
 }
+
+func nalu265(typ byte, body ...byte) []byte { return append([]byte{typ << 1, 1}, body...) }
+
+// TestH265AccessUnits assembles access units the way WebRTC sends them:
+// VPS, SPS and PPS in packets of their own, an IDR in a fragmentation unit;
+// a later IDR without parameter sets gets them put in front, a P-picture
+// does not.
+func TestH265AccessUnits(t *testing.T) {
+	d := &h265Depacketizer{}
+	d.reset()
+	const idr, trail, fu = 19, 1, 49
+	vps, sps, pps := nalu265(32, 0x0c), nalu265(33, 0x01), nalu265(34, 0xc1)
+	pkts := []*rtp.Packet{
+		{Header: rtp.Header{SequenceNumber: 1, Timestamp: 100}, Payload: vps},
+		{Header: rtp.Header{SequenceNumber: 2, Timestamp: 100}, Payload: sps},
+		{Header: rtp.Header{SequenceNumber: 3, Timestamp: 100}, Payload: pps},
+		{Header: rtp.Header{SequenceNumber: 4, Timestamp: 100}, Payload: []byte{fu << 1, 1, 0x80 | idr, 0xaa}},
+		{Header: rtp.Header{SequenceNumber: 5, Timestamp: 100, Marker: true}, Payload: []byte{fu << 1, 1, 0x40 | idr, 0xbb}},
+	}
+	var au [][]byte
+	for i, p := range pkts {
+		u, err := d.decode(p)
+		if i < len(pkts)-1 {
+			if u != nil || !ignoreDecodeError(err) {
+				t.Fatalf("packet %d: unit %v err %v before the marker", i, u, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		au = u
+	}
+	if want := [][]byte{vps, sps, pps, nalu265(idr, 0xaa, 0xbb)}; !slices.EqualFunc(au, want, slices.Equal) {
+		t.Fatalf("access unit %x, want %x", au, want)
+	}
+	if !d.randomAccess(au) {
+		t.Error("an IDR access unit is not a random access point")
+	}
+
+	u, err := d.decode(&rtp.Packet{Header: rtp.Header{SequenceNumber: 6, Timestamp: 3100, Marker: true}, Payload: nalu265(trail, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u) != 1 || d.randomAccess(u) {
+		t.Errorf("P-picture: got %x (random access %v), want it alone", u, d.randomAccess(u))
+	}
+
+	u, err = d.decode(&rtp.Packet{Header: rtp.Header{SequenceNumber: 7, Timestamp: 6100, Marker: true}, Payload: nalu265(idr, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]byte{vps, sps, pps, nalu265(idr, 3)}; !slices.EqualFunc(u, want, slices.Equal) {
+		t.Errorf("IDR without parameter sets: got %x, want %x", u, want)
+	}
+
+	fresh := &h265Depacketizer{}
+	fresh.reset()
+	if _, err := fresh.decode(&rtp.Packet{Header: rtp.Header{Marker: true}, Payload: nalu265(idr, 3)}); err != errNoH265Params {
+		t.Errorf("IDR before any VPS/SPS/PPS: err %v, want errNoH265Params", err)
+	}
+}
