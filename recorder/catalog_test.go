@@ -83,6 +83,7 @@ func TestSegments(t *testing.T) {
 	}{
 		{"vp8", hubtest.Source{Video: ingest.VP8, Audio: true}, 180},
 		{"h264", hubtest.Source{Video: ingest.H264, Audio: true, SeparateParamSets: true}, 180},
+		{"h265", hubtest.Source{Video: ingest.H265, Audio: true}, 180},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

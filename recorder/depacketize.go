@@ -7,6 +7,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpav1"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v4/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpvp8"
 	"github.com/bluenviron/gortsplib/v4/pkg/format/rtpvp9"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
@@ -24,7 +25,8 @@ type frame struct {
 	keyframe bool
 	rtpTS    uint32
 	// For keyframes: the picture size and the decoder configuration, when
-	// the frame carries them (SPS/PPS, AV1 sequence header).
+	// the frame carries them (H.264 SPS/PPS, H.265 VPS/SPS/PPS, AV1
+	// sequence header).
 	width, height int
 	codecPrivate  []byte
 }
@@ -44,6 +46,11 @@ func newDepacketizer(t *ingest.Track) (depacketizer, error) {
 		d := &h264Depacketizer{track: t}
 		d.dec.PacketizationMode = 1
 		return d, d.dec.Init()
+	case ingest.H265:
+		// Decoding order numbers (sprop-max-don-diff > 0) are refused at
+		// negotiation, so the decoder's default (none) fits every stream.
+		d := &h265Depacketizer{track: t}
+		return d, d.dec.Init()
 	case ingest.VP8:
 		return &vp8Depacketizer{}, nil
 	case ingest.VP9:
@@ -58,7 +65,8 @@ func newDepacketizer(t *ingest.Track) (depacketizer, error) {
 
 // isMoreNeeded reports the decoders' "not a whole frame yet" answers.
 func isMoreNeeded(err error) bool {
-	return errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtpvp8.ErrMorePacketsNeeded) ||
+	return errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrMorePacketsNeeded) ||
+		errors.Is(err, rtpvp8.ErrMorePacketsNeeded) ||
 		errors.Is(err, rtpvp9.ErrMorePacketsNeeded) || errors.Is(err, rtpav1.ErrMorePacketsNeeded)
 }
 

@@ -51,8 +51,9 @@ var (
 	fuzzSourcesErr  error
 )
 
-// loadFuzzSources packetizes the first ~2 s of the H.264 and VP8 fixtures
-// with Opus, interleaved by media time.
+// loadFuzzSources packetizes the first ~2 s of the H.264, VP8 and H.265
+// fixtures with Opus, interleaved by media time. New sources go last, so
+// the seeds' source numbers keep their meaning.
 func loadFuzzSources() ([]*fuzzSource, error) {
 	fuzzSourcesOnce.Do(func() {
 		opus, err := testmedia.ReadOgg(filepath.Join(testmedia.Dir(), "opus.ogg"))
@@ -60,16 +61,21 @@ func loadFuzzSources() ([]*fuzzSource, error) {
 			fuzzSourcesErr = err
 			return
 		}
-		for _, c := range []ingest.Codec{ingest.H264, ingest.VP8} {
+		for _, c := range []ingest.Codec{ingest.H264, ingest.VP8, ingest.H265} {
 			src := &fuzzSource{codec: c}
 			var video []testmedia.Sample
 			var pay rtp.Payloader
 			src.tracks[0] = ingest.Track{Kind: ingest.Video, Codec: c, ClockRate: 90000}
-			if c == ingest.H264 {
+			switch c {
+			case ingest.H264:
 				src.tracks[0].PayloadType, src.tracks[0].Fmtp = 102, "packetization-mode=1;profile-level-id=640032"
 				pay = &codecs.H264Payloader{}
 				video, err = testmedia.ReadH264(filepath.Join(testmedia.Dir(), "h264.h264"), 30)
-			} else {
+			case ingest.H265:
+				src.tracks[0].PayloadType, src.tracks[0].Fmtp = 104, "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+				pay = &codecs.H265Payloader{}
+				video, err = testmedia.ReadH265(filepath.Join(testmedia.Dir(), "h265.h265"), 30)
+			default:
 				src.tracks[0].PayloadType = 96
 				pay = &codecs.VP8Payloader{EnablePictureID: true}
 				_, video, err = testmedia.ReadIVF(filepath.Join(testmedia.Dir(), "vp8.ivf"))
@@ -320,6 +326,8 @@ func FuzzRecorder(f *testing.F) {
 	f.Add(byte(1), []byte{0, 0, 0, 4, 4, 4, 0, 5, 5, 6, 6, 0x07, 0x17, 0x27, 0x37, 0x47, 0x57, 8, 9, 0x19})
 	f.Add(byte(1), bytes.Repeat([]byte{0, 0, 6}, 60))
 	f.Add(byte(0), bytes.Repeat([]byte{0x57, 0, 0, 0, 0x8}, 30))
+	f.Add(byte(2), []byte{})
+	f.Add(byte(2), []byte{0, 0, 0, 4, 0, 0, 5, 0, 6, 0, 0x17, 0, 0, 0x08, 0, 0x19, 0x3a, 0x2b, 0x0c})
 	srcs, err := loadFuzzSources()
 	if err != nil {
 		f.Fatal(err)
@@ -374,7 +382,11 @@ func FuzzDepacketize(f *testing.F) {
 	f.Add(byte(2), []byte{5, 0x8c, 0x01, 0x02, 0x03, 0x04, 3, 0x84, 0x05, 0x06})                   // VP9
 	f.Add(byte(3), []byte{6, 0x18, 0x0a, 0x0b, 0x00, 0x00, 0x00, 4, 0x10, 0x32, 0x00, 0x12})       // AV1
 	f.Add(byte(4), []byte{3, 0xfc, 0xff, 0xfe})                                                    // Opus
-	codecs := []ingest.Codec{ingest.H264, ingest.VP8, ingest.VP9, ingest.AV1, ingest.Opus}
+	// H.265: the fixture's parameter sets, so that mutations reach the SPS
+	// parser and the hvcC; an aggregation packet with a truncated SPS.
+	f.Add(byte(5), h265FuzzSeed(f))
+	f.Add(byte(5), []byte{10, 0x60, 0x01, 0x00, 0x02, 0x40, 0x01, 0x00, 0x02, 0x42, 0x01, 3, 0x26, 0x01, 0xaf})
+	codecs := []ingest.Codec{ingest.H264, ingest.VP8, ingest.VP9, ingest.AV1, ingest.Opus, ingest.H265}
 	f.Fuzz(func(t *testing.T, which byte, data []byte) {
 		c := codecs[int(which)%len(codecs)]
 		tr := &ingest.Track{Kind: c.Kind(), Codec: c, ClockRate: c.ClockRate()}
@@ -393,4 +405,34 @@ func FuzzDepacketize(f *testing.F) {
 			}
 		}
 	})
+}
+
+// h265FuzzSeed is a FuzzDepacketize input for one H.265 keyframe: the
+// fixture's VPS, SPS and PPS in an aggregation packet, then the start of
+// its first IDR slice twice, the second with the marker bit.
+func h265FuzzSeed(f *testing.F) []byte {
+	samples, err := testmedia.ReadH265(testmedia.Path("h265.h265"), 30)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ap := []byte{0x60, 0x01}
+	var idr []byte
+	for _, n := range testmedia.SplitAnnexB(samples[0].Data) {
+		switch testmedia.H265Type(n) {
+		case 32, 33, 34: // VPS, SPS, PPS
+			ap = append(append(ap, byte(len(n)>>8), byte(len(n))), n...)
+		case 19, 20: // IDR
+			if idr == nil {
+				idr = n[:min(len(n), 16)]
+			}
+		}
+	}
+	if len(ap) > 255 || idr == nil {
+		f.Fatalf("the fixture's first access unit does not fit a seed: %d bytes of parameter sets", len(ap))
+	}
+	seed := append([]byte{byte(len(ap))}, ap...)
+	for range 2 {
+		seed = append(append(seed, byte(len(idr))), idr...)
+	}
+	return seed
 }

@@ -102,6 +102,8 @@ func trackEntry(number uint64, t trackSpec) (webm.TrackEntry, error) {
 	switch t.codec {
 	case ingest.H264:
 		e.CodecID = "V_MPEG4/ISO/AVC"
+	case ingest.H265:
+		e.CodecID = "V_MPEGH/ISO/HEVC"
 	case ingest.VP8:
 		e.CodecID = "V_VP8"
 	case ingest.VP9:

@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -159,6 +160,8 @@ func TestRecordsRealMedia(t *testing.T) {
 		{"vp8-opus", hubtest.Source{Video: ingest.VP8, Audio: true}, "webm", "vp8", true, 640, 360, 6},
 		{"h264-opus", hubtest.Source{Video: ingest.H264, Audio: true, SeparateParamSets: true}, "mkv", "h264", true, 640, 360, 6},
 		{"h264-baseline", hubtest.Source{Video: ingest.H264, VideoFile: "h264-baseline.h264"}, "mkv", "h264", false, 640, 360, 3},
+		{"h265-opus", hubtest.Source{Video: ingest.H265, Audio: true}, "mkv", "hevc", true, 640, 360, 6},
+		{"h265-opus-separate", hubtest.Source{Video: ingest.H265, Audio: true, SeparateParamSets: true}, "mkv", "hevc", true, 640, 360, 6},
 		{"vp9-opus", hubtest.Source{Video: ingest.VP9, Audio: true}, "webm", "vp9", true, 640, 360, 6},
 		{"av1", hubtest.Source{Video: ingest.AV1}, "webm", "av1", false, 640, 360, 3},
 		{"opus-only", hubtest.Source{Audio: true}, "webm", "", true, 0, 0, 6},
@@ -304,6 +307,7 @@ func TestReorderAndLoss(t *testing.T) {
 	requireTools(t)
 	for _, src := range []hubtest.Source{
 		{Video: ingest.H264, Audio: true, SeparateParamSets: true},
+		{Video: ingest.H265, Audio: true},
 		{Video: ingest.VP8, Audio: true},
 	} {
 		t.Run(string(src.Video), func(t *testing.T) {
@@ -334,12 +338,14 @@ func TestReorderAndLoss(t *testing.T) {
 	}
 }
 
-// TestCrashChild is the recording process that TestCrash kills.
+// TestCrashChild is the recording process that TestCrash kills. It
+// publishes H.264, or the codec in REEL_RECORDER_CRASH_CODEC.
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv("REEL_RECORDER_CRASH_DIR")
 	if dir == "" {
 		t.Skip("run by TestCrash")
 	}
+	video := ingest.Codec(cmp.Or(os.Getenv("REEL_RECORDER_CRASH_CODEC"), string(ingest.H264)))
 	r, err := New(Config{Dir: dir, Enabled: true})
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +353,7 @@ func TestCrashChild(t *testing.T) {
 	hub := ingest.NewHub(ingest.Reject)
 	hub.OnPublish(r.Record)
 	if _, err := hubtest.Publish(context.Background(), hub, "crash",
-		hubtest.Source{Video: ingest.H264, Audio: true, SeparateParamSets: true, Loop: true}); err != nil {
+		hubtest.Source{Video: video, Audio: true, SeparateParamSets: true, Loop: true}); err != nil {
 		t.Fatal(err)
 	}
 	os.Stdout.WriteString("publishing\n")

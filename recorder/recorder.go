@@ -1,5 +1,5 @@
 // Package recorder writes live streams to files: every published stream is
-// recorded as WebM (VP8, VP9, AV1 with Opus) or Matroska (H.264), with
+// recorded as WebM (VP8, VP9, AV1 with Opus) or Matroska (H.264, H.265), with
 // ebml-go, crash safe and with Cues and Duration once finalized. It also
 // keeps the archive: a catalog of the files, repair after a crash,
 // retention and a free-disk guard.

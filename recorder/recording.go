@@ -160,16 +160,34 @@ func (rc *recording) WritePacket(p *ingest.Packet) {
 	}
 	pkts, lost := ts.reorder.Process(pkt)
 	for i, q := range pkts {
-		// With a loss, the reorderer returns what it held and then the
-		// packet after the gap, last.
-		if lost > 0 && i == len(pkts)-1 {
-			rc.onLoss(ts, lost)
+		if n := missingBefore(pkts, i, lost); n > 0 {
+			rc.onLoss(ts, n)
 		}
 		if err := rc.handle(ts, q, p.Arrival); err != nil {
 			rc.finalize(err)
 			return
 		}
 	}
+}
+
+// missingBefore is how many packets were lost just before pkts[i]. The
+// reorderer reports a loss only once it gives up waiting for the missing
+// packet: it then returns every packet it held, all of them after the
+// first gap (with maybe more gaps between them), and the total missing.
+// Each gap must reset the depacketizer before the packet after it, or
+// the frames after a lost one would be written without their reference.
+func missingBefore(pkts []*rtp.Packet, i int, lost uint) uint {
+	if lost == 0 {
+		return 0
+	}
+	if i > 0 {
+		return uint(pkts[i].SequenceNumber - pkts[i-1].SequenceNumber - 1)
+	}
+	first := int(lost)
+	for j := 1; j < len(pkts); j++ {
+		first -= int(pkts[j].SequenceNumber - pkts[j-1].SequenceNumber - 1)
+	}
+	return uint(max(first, 1))
 }
 
 // StreamEnded implements ingest.StreamEnder: the publisher has gone.
@@ -232,7 +250,7 @@ func (rc *recording) maybeStart(ts *trackState, f *frame, arrival time.Time) (bo
 			return false, nil // audio before the first keyframe is dropped
 		}
 		if !f.keyframe || f.width == 0 || f.height == 0 ||
-			(f.codecPrivate == nil && (ts.track.Codec == ingest.H264 || ts.track.Codec == ingest.AV1)) {
+			(f.codecPrivate == nil && needsCodecPrivate(ts.track.Codec)) {
 			rc.requestKeyframe(false)
 			return false, nil
 		}

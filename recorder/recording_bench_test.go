@@ -62,6 +62,10 @@ func benchSources(b *testing.B, video ingest.Codec, file string) []*benchSource 
 		v.track.PayloadType, v.track.Fmtp = 102, "packetization-mode=1;profile-level-id=640032"
 		payloader = &codecs.H264Payloader{}
 		v.samples, err = testmedia.ReadH264(path, 30)
+	case ingest.H265:
+		v.track.PayloadType, v.track.Fmtp = 104, "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
+		payloader = &codecs.H265Payloader{}
+		v.samples, err = testmedia.ReadH265(path, 30)
 	case ingest.VP8:
 		v.track.PayloadType = 96
 		payloader = &codecs.VP8Payloader{EnablePictureID: true}
@@ -91,6 +95,7 @@ func BenchmarkRecordingWritePacket(b *testing.B) {
 		file  string
 	}{
 		{"h264-2500k+opus", ingest.H264, "h264-2500k.h264"},
+		{"h265-430k+opus", ingest.H265, "h265.h265"},
 		{"vp8-300k+opus", ingest.VP8, "vp8.ivf"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

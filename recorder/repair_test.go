@@ -15,13 +15,14 @@ import (
 	"github.com/reel-gateway/reel/internal/hubtest"
 )
 
-// crashRecording runs TestCrashChild (a real recorder fed by hubtest) in a
-// process of its own, waits until its .part file holds at least minBytes of
-// flushed clusters, kills it with SIGKILL and returns the .part path.
-func crashRecording(t *testing.T, dir string, minBytes int64) string {
+// crashRecording runs TestCrashChild (a real recorder fed by hubtest with
+// video and Opus) in a process of its own, waits until its .part file
+// holds at least minBytes of flushed clusters, kills it with SIGKILL and
+// returns the .part path.
+func crashRecording(t *testing.T, dir string, video ingest.Codec, minBytes int64) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.timeout=5m")
-	cmd.Env = append(os.Environ(), "REEL_RECORDER_CRASH_DIR="+dir)
+	cmd.Env = append(os.Environ(), "REEL_RECORDER_CRASH_DIR="+dir, "REEL_RECORDER_CRASH_CODEC="+string(video))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func mkvinfo(t *testing.T, path string) string {
 func TestRepairAfterCrash(t *testing.T) {
 	requireTools(t, "mkvinfo")
 	dir := t.TempDir()
-	part := crashRecording(t, dir, 300<<10)
+	part := crashRecording(t, dir, ingest.H264, 300<<10)
 	final := strings.TrimSuffix(part, ".part")
 	before := lastVideoPTS(t, part)
 	if out := mkvinfo(t, part); strings.Contains(out, "Cues") || !strings.Contains(out, "Duration: 00:00:00.000000000") {
@@ -145,39 +146,50 @@ func TestRepairAfterCrash(t *testing.T) {
 }
 
 // TestRepairTruncated: a file cut inside a cluster (a torn write) keeps
-// every whole block before the cut.
+// every whole block before the cut, for each codec recorded as Matroska.
 func TestRepairTruncated(t *testing.T) {
 	requireTools(t, "mkvinfo")
-	dir := t.TempDir()
-	part := crashRecording(t, dir, 300<<10)
-	st, _ := os.Stat(part)
-	if err := os.Truncate(part, st.Size()*2/3); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		video ingest.Codec
+		name  string // in the catalog
+	}{
+		{ingest.H264, "h264"},
+		{ingest.H265, "h265"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			part := crashRecording(t, dir, tc.video, 300<<10)
+			st, _ := os.Stat(part)
+			if err := os.Truncate(part, st.Size()*2/3); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(strings.TrimSuffix(part, ".part") + ".json") // and no metadata either
+			r, err := New(Config{Dir: dir, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			page, _ := r.Catalog().List(Query{})
+			if len(page.Recordings) != 1 {
+				t.Fatalf("catalog: %+v", page.Recordings)
+			}
+			info := page.Recordings[0]
+			if info.State != StateRepaired || info.Stream != "crash" || info.Container != "mkv" || info.Start.IsZero() {
+				t.Fatalf("repaired from a torn file without metadata: %+v", info)
+			}
+			if len(info.Codecs) != 2 || info.Codecs[0] != tc.name || info.Codecs[1] != "opus" || info.Width != 640 || info.Height != 360 {
+				t.Errorf("codecs %v, size %dx%d read from the header", info.Codecs, info.Width, info.Height)
+			}
+			if msg := ffmpegErrors(t, info.Path, nil, nil); msg != "" {
+				t.Errorf("decoding reports errors:\n%s", msg)
+			}
+			if !strings.Contains(mkvinfo(t, info.Path), "Cues") {
+				t.Error("no Cues after the repair")
+			}
+			t.Logf("torn file of %d bytes repaired to %d bytes, %d ms", st.Size()*2/3, info.Size, info.DurationMS)
+		})
 	}
-	os.Remove(strings.TrimSuffix(part, ".part") + ".json") // and no metadata either
-	r, err := New(Config{Dir: dir, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	page, _ := r.Catalog().List(Query{})
-	if len(page.Recordings) != 1 {
-		t.Fatalf("catalog: %+v", page.Recordings)
-	}
-	info := page.Recordings[0]
-	if info.State != StateRepaired || info.Stream != "crash" || info.Container != "mkv" || info.Start.IsZero() {
-		t.Fatalf("repaired from a torn file without metadata: %+v", info)
-	}
-	if len(info.Codecs) != 2 || info.Codecs[0] != "h264" || info.Codecs[1] != "opus" || info.Width != 640 || info.Height != 360 {
-		t.Errorf("codecs %v, size %dx%d read from the header", info.Codecs, info.Width, info.Height)
-	}
-	if msg := ffmpegErrors(t, info.Path, nil, nil); msg != "" {
-		t.Errorf("decoding reports errors:\n%s", msg)
-	}
-	if !strings.Contains(mkvinfo(t, info.Path), "Cues") {
-		t.Error("no Cues after the repair")
-	}
-	t.Logf("torn file of %d bytes repaired to %d bytes, %d ms", st.Size()*2/3, info.Size, info.DurationMS)
 }
 
 // TestRepairFailsKeepsFile: what cannot be repaired is listed as failed and
@@ -231,7 +243,7 @@ func TestRepairFailsKeepsFile(t *testing.T) {
 func TestScanHeader(t *testing.T) {
 	requireTools(t)
 	dir := t.TempDir()
-	part := crashRecording(t, dir, 200<<10) // the header and Cues space take 130 KB
+	part := crashRecording(t, dir, ingest.H264, 200<<10) // the header and Cues space take 130 KB
 	f, err := os.Open(part)
 	if err != nil {
 		t.Fatal(err)

@@ -18,13 +18,13 @@ type trackSpec struct {
 	codec ingest.Codec
 	// width and height are the video's size from its first keyframe.
 	width, height int
-	// codecPrivate is the decoder configuration (avcC, av1C, OpusHead).
+	// codecPrivate is the decoder configuration (avcC, hvcC, av1C, OpusHead).
 	codecPrivate []byte
 	channels     int
 }
 
 // containerFor says which container, by file extension, can carry codecs:
-// WebM cannot carry H.264, so an H.264 stream is written as Matroska.
+// WebM cannot carry H.264 or H.265, so such a stream is written as Matroska.
 func containerFor(codecs []ingest.Codec) string {
 	for _, c := range codecs {
 		if c.Container() == "mkv" {
@@ -39,6 +39,8 @@ func codecName(c ingest.Codec) string {
 	switch c {
 	case ingest.H264:
 		return "h264"
+	case ingest.H265:
+		return "h265"
 	case ingest.VP8:
 		return "vp8"
 	case ingest.VP9:
@@ -49,4 +51,11 @@ func codecName(c ingest.Codec) string {
 		return "opus"
 	}
 	return string(c)
+}
+
+// needsCodecPrivate reports whether a file of codec c cannot be decoded
+// without the decoder configuration from a keyframe (avcC, hvcC, av1C):
+// the recording waits for a keyframe that carries it.
+func needsCodecPrivate(c ingest.Codec) bool {
+	return c == ingest.H264 || c == ingest.H265 || c == ingest.AV1
 }
