@@ -3,6 +3,7 @@ module github.com/reel-gateway/reel
 go 1.26.8
 
 require (
+	github.com/abema/go-mp4 v1.7.1
 	github.com/at-wat/ebml-go v0.19.4
 	github.com/bluenviron/gohlslib/v2 v2.4.3
 	github.com/bluenviron/gortsplib/v4 v4.16.2
@@ -25,7 +26,6 @@ require (
 )
 
 require (
-	github.com/abema/go-mp4 v1.7.1 // indirect
 	github.com/asticode/go-astikit v0.30.0 // indirect
 	github.com/asticode/go-astits v1.16.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
