@@ -18,18 +18,21 @@ import (
 // publishCase publishes fixture media for a few seconds with a WHEP viewer
 // watching, ends with DELETE, and judges the recording with ffprobe/ffmpeg.
 type publishCase struct {
-	name, video        string
-	separateParamSets  bool
-	wantExt, wantCodec string
-	width, height      int
+	name, video       string
+	separateParamSets bool
+	// wantCodec is ffprobe's name for the video codec, wantMime WebRTC's.
+	wantExt, wantCodec, wantMime string
+	width, height                int
 }
 
 func TestPublishWatchRecord(t *testing.T) {
 	mediacheck.Require(t)
 	g := startGateway(t, nil)
 	for _, c := range []publishCase{
-		{name: "vp8", video: "vp8", wantExt: ".webm", wantCodec: "vp8", width: 640, height: 360},
-		{name: "h264", video: "h264", separateParamSets: true, wantExt: ".mkv", wantCodec: "h264", width: 640, height: 360},
+		{name: "vp8", video: "vp8", wantExt: ".webm", wantCodec: "vp8", wantMime: "video/VP8", width: 640, height: 360},
+		{name: "h264", video: "h264", separateParamSets: true, wantExt: ".mkv", wantCodec: "h264", wantMime: "video/H264", width: 640, height: 360},
+		// An OBS HEVC encoder: parameter sets in packets of their own.
+		{name: "h265", video: "h265", separateParamSets: true, wantExt: ".mkv", wantCodec: "hevc", wantMime: "video/H265", width: 640, height: 360},
 	} {
 		t.Run(c.name, func(t *testing.T) { runPublishCase(t, g, c) })
 	}
@@ -59,7 +62,7 @@ func runPublishCase(t *testing.T, g *gateway, c publishCase) {
 		t.Fatalf("viewer did not get 60 video frames: %v (stats %+v)", err, viewer.Stats())
 	}
 	vs := viewer.Stats()
-	if vs.Video.Keyframes == 0 || vs.Audio.Packets == 0 || !strings.EqualFold(vs.Video.Codec, "video/"+c.wantCodec) {
+	if vs.Video.Keyframes == 0 || vs.Audio.Packets == 0 || !strings.EqualFold(vs.Video.Codec, c.wantMime) {
 		t.Fatalf("viewer stats %+v", vs)
 	}
 	// The viewer's join asked the publisher for a keyframe.

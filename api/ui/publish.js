@@ -18,7 +18,7 @@ let pc = null, media = null, session = "", statsTimer = 0, generation = 0;
 // The codecs this browser can send, offered as a choice. Choosing one
 // offers only that one: the server picks from the offer in its own
 // preference order, so listing it first would not be enough.
-const NAMES = { "video/vp8": "VP8", "video/vp9": "VP9", "video/h264": "H.264", "video/av1": "AV1" };
+const NAMES = { "video/vp8": "VP8", "video/vp9": "VP9", "video/h264": "H.264", "video/av1": "AV1", "video/h265": "H.265" };
 const HELPERS = ["video/rtx", "video/red", "video/ulpfec", "video/flexfec-03"];
 {
   const caps = RTCRtpSender.getCapabilities?.("video");
@@ -116,7 +116,7 @@ async function start(e) {
     trickle.start(session, resp.headers.get("ETag") || "*");
     const codec = answerCodec(answer);
     document.body.dataset.codec = codec;
-    show(box, "info", `Connecting… (video codec ${codec || "none"}; the recording will be ${/H264/i.test(codec) ? "MKV" : "WebM"})`);
+    show(box, "info", `Connecting… (video codec ${codec || "none"}; the recording will be ${/H26[45]/i.test(codec) ? "MKV" : "WebM"})`);
     watchLink.href = `/watch/${encodeURIComponent(stream)}`;
     watchLink.hidden = false;
     statsTimer = setInterval(updateStats, 1000);
