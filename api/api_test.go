@@ -114,7 +114,8 @@ var (
 		MimeType: "video/H264", ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032"}}
 	vp8  = webrtc.RTPCodecParameters{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/VP8", ClockRate: 90000}}
 	opus = webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/opus", ClockRate: 48000, Channels: 2}}
-	h265 = webrtc.RTPCodecParameters{PayloadType: 49, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/H265", ClockRate: 90000}}
+	// H.266 is a codec no output of Reel takes.
+	h266 = webrtc.RTPCodecParameters{PayloadType: 49, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/H266", ClockRate: 90000}}
 )
 
 type result struct {
@@ -245,7 +246,7 @@ func TestWHIPBadInput(t *testing.T) {
 		wantProblem(t, do(t, "POST", ts.url+"/whip/a", "application/sdp", strings.Repeat("a=x\r\n", 2<<20/5)), 413, "larger than")
 	})
 	t.Run("no usable codec", func(t *testing.T) {
-		wantProblem(t, do(t, "POST", ts.url+"/whip/a", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, h265)), 422, "none of the offered video codecs")
+		wantProblem(t, do(t, "POST", ts.url+"/whip/a", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, h266)), 422, "none of the offered video codecs")
 	})
 	t.Run("second video track", func(t *testing.T) {
 		wantProblem(t, do(t, "POST", ts.url+"/whip/a", "application/sdp", offerTracks(t, webrtc.RTPTransceiverDirectionSendonly, 1, vp8, opus)), 422, "more than one video track")
