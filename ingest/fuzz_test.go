@@ -130,7 +130,9 @@ func FuzzIsKeyframeStart(f *testing.F) {
 	f.Add([]byte{0x90, 0x80, 0x80, 0x01, 0x10, 0x02})                   // VP8 X I M picture id
 	f.Add([]byte{0xff, 0xff})
 	f.Add([]byte{0x08})
-	codecs := []Codec{H264, VP8, VP9, AV1, Opus}
+	f.Add([]byte{0x60, 0x01, 0x00, 0x03, 0x40, 0x01, 0x0c}) // H.265 AP with a VPS
+	f.Add([]byte{0x62, 0x01, 0x93})                         // H.265 FU IDR start
+	codecs := []Codec{H264, H265, VP8, VP9, AV1, Opus}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		for _, c := range codecs {
 			_ = IsKeyframeStart(c, payload)
@@ -199,5 +201,38 @@ func FuzzOfferAnswer(f *testing.F) {
 			return
 		}
 		_, _ = pc.CreateAnswer(nil)
+	})
+}
+
+// FuzzH265Params: the H.265 observer keeps only whole VPS/SPS/PPS NAL
+// units, of their type, never aliasing the (recycled) packet.
+func FuzzH265Params(f *testing.F) {
+	f.Add([]byte{0x40, 0x01, 0x0c, 0x01})
+	f.Add([]byte{0x60, 0x01, 0x00, 0x04, 0x40, 0x01, 0x0c, 0x01, 0x00, 0x03, 0x42, 0x01, 0x01})
+	f.Add([]byte{0x60, 0x01, 0x00, 0x00})
+	f.Add([]byte{0x60, 0x01, 0xff, 0xff, 0x44})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var h h265Params
+		in := bytes.Clone(payload)
+		h.observe(payload)
+		if !bytes.Equal(in, payload) {
+			t.Fatal("observe modified the payload")
+		}
+		vps, sps, pps := h.get()
+		for want, got := range map[byte][]byte{h265VPS: vps, h265SPS: sps, h265PPS: pps} {
+			if got != nil && (len(got) < 2 || h265Type(got[0]) != want) {
+				t.Fatalf("kept %x as NAL type %d", got, want)
+			}
+		}
+		if len(payload) > 0 {
+			kept := [][]byte{bytes.Clone(vps), bytes.Clone(sps), bytes.Clone(pps)}
+			for i := range payload {
+				payload[i] ^= 0xff
+			}
+			v2, s2, p2 := h.get()
+			if !bytes.Equal(kept[0], v2) || !bytes.Equal(kept[1], s2) || !bytes.Equal(kept[2], p2) {
+				t.Fatal("kept parameter sets alias the packet buffer")
+			}
+		}
 	})
 }
