@@ -55,13 +55,7 @@ func (c *dropConn) ReadFrom(b []byte) (int, net.Addr, error) {
 func benchViewers(b *testing.B, n int) (*ingest.Stream, []*Session, *atomic.Uint64) {
 	b.Helper()
 	hub := ingest.NewHub(ingest.Reject)
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = rtc.Close() })
-	srv := New(hub, rtc, Config{QueueSize: 4096, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	b.Cleanup(srv.Close)
+	srv := startServer(b, hub, Config{QueueSize: 4096, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	video := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
 		Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
 	audio := &ingest.Track{Kind: ingest.Audio, Codec: ingest.Opus, PayloadType: 111, ClockRate: 48000, Channels: 2}
@@ -93,16 +87,7 @@ func benchViewers(b *testing.B, n int) (*ingest.Stream, []*Session, *atomic.Uint
 				b.Fatal(err)
 			}
 		}
-		offer, err := pc.CreateOffer(nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		gathered := webrtc.GatheringCompletePromise(pc)
-		if err := pc.SetLocalDescription(offer); err != nil {
-			b.Fatal(err)
-		}
-		<-gathered
-		sess, answer, err := srv.Play(context.Background(), "bench", []byte(pc.LocalDescription().SDP), "127.0.0.1")
+		sess, answer, err := srv.Play(context.Background(), "bench", []byte(gatheredOffer(b, pc)), "127.0.0.1")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -56,13 +56,7 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // the hub packets the session holds.
 func TestLostPacketIsResentOnNACK(t *testing.T) {
 	hub := ingest.NewHub(ingest.Reject)
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rtc.Close()
-	srv := New(hub, rtc, Config{})
-	defer srv.Close()
+	srv := startServer(t, hub, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if _, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: ingest.VP8, Loop: true}); err != nil {
@@ -106,16 +100,7 @@ func TestLostPacketIsResentOnNACK(t *testing.T) {
 			}
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	_, answer, err := srv.Play(ctx, "cam", []byte(pc.LocalDescription().SDP), "127.0.0.1")
+	_, answer, err := srv.Play(ctx, "cam", []byte(gatheredOffer(t, pc)), "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,16 +59,36 @@ func newViewer(t *testing.T) (*viewer, string) {
 			v.mu.Unlock()
 		}
 	})
+	return v, gatheredOffer(t, pc)
+}
+
+// gatheredOffer is pc's offer with every ICE candidate, as WHEP sends it.
+func gatheredOffer(tb testing.TB, pc *webrtc.PeerConnection) string {
+	tb.Helper()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	<-gathered
-	return v, pc.LocalDescription().SDP
+	return pc.LocalDescription().SDP
+}
+
+// startServer serves hub over WHEP with a WebRTC socket on loopback; both
+// close with the test.
+func startServer(tb testing.TB, hub *ingest.Hub, cfg Config) *Server {
+	tb.Helper()
+	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = rtc.Close() })
+	srv := New(hub, rtc, cfg)
+	tb.Cleanup(srv.Close)
+	return srv
 }
 
 func (v *viewer) counts() (video, audio int, first []byte) {
@@ -94,13 +114,7 @@ func TestViewersStartOnKeyframeAndLeaveWithPublisher(t *testing.T) {
 	for _, codec := range []ingest.Codec{ingest.VP8, ingest.H264} {
 		t.Run(string(codec), func(t *testing.T) {
 			hub := ingest.NewHub(ingest.Reject)
-			rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rtc.Close()
-			srv := New(hub, rtc, Config{})
-			defer srv.Close()
+			srv := startServer(t, hub, Config{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			pub, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: codec, Audio: true, Loop: true})
@@ -153,12 +167,7 @@ func TestViewersStartOnKeyframeAndLeaveWithPublisher(t *testing.T) {
 }
 
 func TestPlayUnknownStream(t *testing.T) {
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rtc.Close()
-	srv := New(ingest.NewHub(ingest.Reject), rtc, Config{})
+	srv := startServer(t, ingest.NewHub(ingest.Reject), Config{})
 	_, offer := newViewer(t)
 	if _, _, err := srv.Play(context.Background(), "nobody", []byte(offer), ""); err != ErrNotLive {
 		t.Fatalf("got %v, want ErrNotLive", err)
