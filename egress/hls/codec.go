@@ -1,7 +1,6 @@
 package hls
 
 import (
-	"bytes"
 	"errors"
 	"slices"
 	"strings"
@@ -134,15 +133,9 @@ func (d *h264Depacketizer) decode(pkt *rtp.Packet) ([][]byte, error) {
 		case h264.NALUTypeIDR:
 			idr = true
 		case h264.NALUTypeSPS:
-			hasSPS = true
-			if !bytes.Equal(d.sps, n) {
-				d.sps = n
-			}
+			hasSPS, d.sps = true, n
 		case h264.NALUTypePPS:
-			hasPPS = true
-			if !bytes.Equal(d.pps, n) {
-				d.pps = n
-			}
+			hasPPS, d.pps = true, n
 		}
 	}
 	if idr && (!hasSPS || !hasPPS) {
@@ -197,20 +190,11 @@ func (d *h265Depacketizer) decode(pkt *rtp.Packet) ([][]byte, error) {
 	for _, n := range au {
 		switch h265.NALUType((n[0] >> 1) & 0x3f) {
 		case h265.NALUType_VPS_NUT:
-			hasVPS = true
-			if !bytes.Equal(d.vps, n) {
-				d.vps = n
-			}
+			hasVPS, d.vps = true, n
 		case h265.NALUType_SPS_NUT:
-			hasSPS = true
-			if !bytes.Equal(d.sps, n) {
-				d.sps = n
-			}
+			hasSPS, d.sps = true, n
 		case h265.NALUType_PPS_NUT:
-			hasPPS = true
-			if !bytes.Equal(d.pps, n) {
-				d.pps = n
-			}
+			hasPPS, d.pps = true, n
 		}
 	}
 	if (!hasVPS || !hasSPS || !hasPPS) && h265.IsRandomAccess(au) {

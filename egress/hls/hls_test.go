@@ -178,39 +178,29 @@ func TestH264OpusPlays(t *testing.T) {
 	}
 }
 
-func TestVP9OpusPlays(t *testing.T) {
+// TestOtherCodecsPlay: the other video codecs HLS carries, with Opus.
+func TestOtherCodecsPlay(t *testing.T) {
 	needTools(t)
-	f := start(t, Config{}, hubtest.Source{Video: ingest.VP9, Audio: true, Loop: true})
-	url := f.url("cam", "index.m3u8")
-	streams := probe(t, url)
-	if !hasStream(streams, "vp9", 640, 360) || !hasStream(streams, "opus", 0, 0) {
-		t.Fatalf("ffprobe streams = %+v, want vp9 640x360 and opus", streams)
-	}
-	decode(t, url)
-}
-
-func TestAV1OpusPlays(t *testing.T) {
-	needTools(t)
-	f := start(t, Config{}, hubtest.Source{Video: ingest.AV1, Audio: true, Loop: true})
-	url := f.url("cam", "index.m3u8")
-	streams := probe(t, url)
-	if !hasStream(streams, "av1", 640, 360) || !hasStream(streams, "opus", 0, 0) {
-		t.Fatalf("ffprobe streams = %+v, want av1 640x360 and opus", streams)
-	}
-	decode(t, url)
-}
-
-func TestH265OpusPlays(t *testing.T) {
-	needTools(t)
-	f := start(t, Config{}, hubtest.Source{Video: ingest.H265, Audio: true, Loop: true})
-	url := f.url("cam", "index.m3u8")
-	streams := probe(t, url)
-	if !hasStream(streams, "hevc", 640, 360) || !hasStream(streams, "opus", 0, 0) {
-		t.Fatalf("ffprobe streams = %+v, want hevc 640x360 and opus", streams)
-	}
-	decode(t, url)
-	if ok, reason := f.srv.Available(f.pub.Stream); !ok {
-		t.Errorf("Available = false, %q; want true", reason)
+	for _, tc := range []struct {
+		codec ingest.Codec
+		name  string // ffprobe's
+	}{
+		{ingest.VP9, "vp9"},
+		{ingest.AV1, "av1"},
+		{ingest.H265, "hevc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := start(t, Config{}, hubtest.Source{Video: tc.codec, Audio: true, Loop: true})
+			url := f.url("cam", "index.m3u8")
+			streams := probe(t, url)
+			if !hasStream(streams, tc.name, 640, 360) || !hasStream(streams, "opus", 0, 0) {
+				t.Fatalf("ffprobe streams = %+v, want %s 640x360 and opus", streams, tc.name)
+			}
+			decode(t, url)
+			if ok, reason := f.srv.Available(f.pub.Stream); !ok {
+				t.Errorf("Available = false, %q; want true", reason)
+			}
+		})
 	}
 }
 

@@ -128,20 +128,7 @@ func TestH264AccessUnits(t *testing.T) {
 		{Header: rtp.Header{SequenceNumber: 3, Timestamp: 100}, Payload: nalu(5, 1)},
 		{Header: rtp.Header{SequenceNumber: 4, Timestamp: 100, Marker: true}, Payload: nalu(5, 2)},
 	}
-	var au [][]byte
-	for i, p := range pkts {
-		u, err := d.decode(p)
-		if i < len(pkts)-1 {
-			if u != nil || !ignoreDecodeError(err) {
-				t.Fatalf("packet %d: unit %v err %v before the marker", i, u, err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		au = u
-	}
+	au := decodeAll(t, d, pkts)
 	if len(au) != 4 || !d.randomAccess(au) {
 		t.Fatalf("access unit has %d NALUs (random access %v), want SPS PPS and two slices", len(au), d.randomAccess(au))
 	}
@@ -179,20 +166,7 @@ func TestH265AccessUnits(t *testing.T) {
 		{Header: rtp.Header{SequenceNumber: 4, Timestamp: 100}, Payload: []byte{fu << 1, 1, 0x80 | idr, 0xaa}},
 		{Header: rtp.Header{SequenceNumber: 5, Timestamp: 100, Marker: true}, Payload: []byte{fu << 1, 1, 0x40 | idr, 0xbb}},
 	}
-	var au [][]byte
-	for i, p := range pkts {
-		u, err := d.decode(p)
-		if i < len(pkts)-1 {
-			if u != nil || !ignoreDecodeError(err) {
-				t.Fatalf("packet %d: unit %v err %v before the marker", i, u, err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		au = u
-	}
+	au := decodeAll(t, d, pkts)
 	if want := [][]byte{vps, sps, pps, nalu265(idr, 0xaa, 0xbb)}; !slices.EqualFunc(au, want, slices.Equal) {
 		t.Fatalf("access unit %x, want %x", au, want)
 	}
@@ -221,4 +195,25 @@ func TestH265AccessUnits(t *testing.T) {
 	if _, err := fresh.decode(&rtp.Packet{Header: rtp.Header{Marker: true}, Payload: nalu265(idr, 3)}); err != errNoH265Params {
 		t.Errorf("IDR before any VPS/SPS/PPS: err %v, want errNoH265Params", err)
 	}
+}
+
+// decodeAll feeds pkts to d, which must return nothing before the last
+// (marker) packet, and returns the unit that one completes.
+func decodeAll(t *testing.T, d depacketizer, pkts []*rtp.Packet) [][]byte {
+	t.Helper()
+	var au [][]byte
+	for i, p := range pkts {
+		u, err := d.decode(p)
+		if i < len(pkts)-1 {
+			if u != nil || !ignoreDecodeError(err) {
+				t.Fatalf("packet %d: unit %v err %v before the marker", i, u, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		au = u
+	}
+	return au
 }
