@@ -317,22 +317,7 @@ func startInProcess(t *testing.T) *inProcess {
 // cycle publishes, watches until a frame arrives, and tears both down.
 func (p *inProcess) cycle(ctx context.Context, name string, client *http.Client) error {
 	se := whipclient.LoopbackSettingEngine()
-	pub, err := whipclient.Publish(ctx, p.url+"/whip/"+name, whipclient.PublishOptions{Video: "vp8", Loop: true, SettingEngine: &se, HTTPClient: client})
-	if err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	defer pub.Close()
-	select {
-	case <-pub.Connected():
-	case <-ctx.Done():
-		return fmt.Errorf("publisher never connected: %w", ctx.Err())
-	}
-	v, err := whipclient.View(ctx, p.url+"/whep/"+name, whipclient.ViewOptions{SettingEngine: &se, HTTPClient: client})
-	if err != nil {
-		return fmt.Errorf("view: %w", err)
-	}
-	defer v.Close()
-	return v.WaitVideoFrames(ctx, 1)
+	return whipclient.Cycle(ctx, p.url, name, whipclient.PublishOptions{Video: "vp8", Loop: true, SettingEngine: &se, HTTPClient: client})
 }
 
 func openFDs() int {

@@ -86,7 +86,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.sessions, "sessions", 200, "publish/view/teardown cycles to run")
 	fs.DurationVar(&c.limit, "time", 5*time.Minute, "stop starting cycles after this long")
 	fs.IntVar(&c.parallel, "parallel", 4, "cycles running at the same time")
-	fs.StringVar(&c.video, "video", "vp8", "video codec: vp8, vp9, av1 or h264")
+	fs.StringVar(&c.video, "video", "vp8", "video codec: vp8, vp9, av1, h264 or h265")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -182,28 +182,7 @@ func loopbackOnly(base string) error {
 // DELETE.
 func cycle(ctx context.Context, c *config, client *http.Client, name string) error {
 	se := whipclient.LoopbackSettingEngine()
-	pub, err := whipclient.Publish(ctx, c.baseURL+"/whip/"+name, whipclient.PublishOptions{Video: c.video, Audio: true, Loop: true, SettingEngine: &se, HTTPClient: client})
-	if err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	defer pub.Close()
-	select {
-	case <-pub.Connected():
-	case <-ctx.Done():
-		return fmt.Errorf("publisher never connected: %w", ctx.Err())
-	}
-	v, err := whipclient.View(ctx, c.baseURL+"/whep/"+name, whipclient.ViewOptions{SettingEngine: &se, HTTPClient: client})
-	if err != nil {
-		return fmt.Errorf("view: %w", err)
-	}
-	defer v.Close()
-	if err := v.WaitVideoFrames(ctx, 1); err != nil {
-		return err
-	}
-	if err := v.Close(); err != nil {
-		return err
-	}
-	return pub.Close()
+	return whipclient.Cycle(ctx, c.baseURL, name, whipclient.PublishOptions{Video: c.video, Audio: true, Loop: true, SettingEngine: &se, HTTPClient: client})
 }
 
 // settle waits (at most 30 s) for the gateway's goroutines and files to
