@@ -30,12 +30,12 @@ run() {
 	return 1
 }
 
-run ./ingest FuzzOffer
-run ./ingest FuzzOfferAnswer
-run ./ingest FuzzNegotiateViewer
-run ./ingest FuzzSDPFrag
-run ./ingest FuzzIsKeyframeStart
-run ./ingest FuzzH264Params
-run ./ingest FuzzH265Params
-run ./recorder FuzzDepacketize
+run ./rtc FuzzOffer
+run ./rtc FuzzOfferAnswer
+run ./rtc FuzzNegotiateViewer
+run ./rtc FuzzSDPFrag
+run ./live FuzzIsKeyframeStart
+run ./live FuzzH264Params
+run ./live FuzzH265Params
+run ./live/frames FuzzDepacketize
 run ./recorder FuzzRecorder

@@ -3,48 +3,75 @@ package api
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/labstack/echo/v4"
 	"github.com/pion/webrtc/v3"
 
+	"github.com/reel-gateway/reel/access"
 	"github.com/reel-gateway/reel/egress/whep"
 	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
+	"github.com/reel-gateway/reel/rtc"
 )
 
 // testServer runs the real WHIP/WHEP stack behind the API on loopback.
 type testServer struct {
 	url string
-	hub *ingest.Hub
+	hub *live.Hub
 }
+
+// AuthConfig is the access policy's tokens, as tests spell them.
+type AuthConfig = access.Config
+
+// JWTConfig is the access policy's JWT settings.
+type JWTConfig = access.JWTConfig
 
 func newTestServer(t *testing.T, auth AuthConfig, ice ...string) *testServer {
 	t.Helper()
-	return newTestServerRTC(t, auth, ingest.RTCConfig{UDPAddr: "127.0.0.1:0", ICEServers: ice})
+	return newTestServerRTC(t, auth, rtc.Config{UDPAddr: "127.0.0.1:0", ICEServers: ice})
 }
 
-func newTestServerRTC(t *testing.T, auth AuthConfig, rtcCfg ingest.RTCConfig) *testServer {
+func newTestServerRTC(t *testing.T, auth AuthConfig, rtcCfg rtc.Config) *testServer {
 	t.Helper()
-	hub := ingest.NewHub(ingest.Reject)
-	return &testServer{url: serveAPI(t, hub, rtcCfg, Config{Auth: auth}, Deps{}), hub: hub}
+	hub := live.NewHub(live.Reject)
+	return &testServer{url: serveAPI(t, hub, rtcCfg, auth, Config{}, Deps{}), hub: hub}
 }
 
-// serveAPI runs the API over hub with a real WHIP and WHEP stack on
-// loopback; deps' other fields (recordings, metrics) are kept.
-func serveAPI(t *testing.T, hub *ingest.Hub, rtcCfg ingest.RTCConfig, cfg Config, deps Deps) string {
+// testGate is an access gate with auth's tokens and no limits.
+func testGate(t *testing.T, auth AuthConfig) *access.Gate {
 	t.Helper()
-	if rtcCfg.UDPAddr == "" {
-		rtcCfg.UDPAddr = "127.0.0.1:0"
-	}
-	rtc, err := ingest.NewRTC(rtcCfg)
+	g, err := access.New(auth, access.Limits{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{})
-	whepSrv := whep.New(hub, rtc, whep.Config{})
+	return g
+}
+
+// serveAPI runs the API over hub with a real WHIP and WHEP stack on
+// loopback, behind a gate with auth's tokens (unless deps has one); deps'
+// other fields (recordings, metrics) are kept.
+func serveAPI(t *testing.T, hub *live.Hub, rtcCfg rtc.Config, auth AuthConfig, cfg Config, deps Deps) string {
+	t.Helper()
+	if deps.Gate == nil {
+		deps.Gate = testGate(t, auth)
+	}
+	if rtcCfg.UDPAddr == "" {
+		rtcCfg.UDPAddr = "127.0.0.1:0"
+	}
+	engine, err := rtc.NewEngine(rtcCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whipSrv := ingest.New(hub, engine, ingest.Config{})
+	whepSrv := whep.New(hub, engine, whep.Config{})
 	deps.Hub, deps.WHIP, deps.WHEP = hub, whipSrv, whepSrv
 	srv, err := New(cfg, deps)
 	if err != nil {
@@ -55,7 +82,7 @@ func serveAPI(t *testing.T, hub *ingest.Hub, rtcCfg ingest.RTCConfig, cfg Config
 		hs.Close()
 		whepSrv.Close()
 		whipSrv.Close()
-		_ = rtc.Close()
+		_ = engine.Close()
 	})
 	return hs.URL
 }
@@ -191,7 +218,7 @@ func TestWHIPPublishAnswer(t *testing.T) {
 		t.Error("answer names VP8 though only H.264 was offered")
 	}
 	st := ts.hub.Get("cam")
-	if st == nil || len(st.Tracks()) != 2 || st.Track(ingest.Video).Codec != ingest.H264 {
+	if st == nil || len(st.Tracks()) != 2 || st.Track(live.Video).Codec != live.H264 {
 		t.Fatalf("hub does not hold the stream with H.264 + Opus")
 	}
 }
@@ -199,7 +226,7 @@ func TestWHIPPublishAnswer(t *testing.T) {
 // Behind NAT, the answer's host candidates carry the public address and
 // the one shared UDP port.
 func TestNAT1To1Candidates(t *testing.T) {
-	ts := newTestServerRTC(t, AuthConfig{}, ingest.RTCConfig{UDPAddr: "127.0.0.1:0", NAT1To1IPs: []string{"203.0.113.7"}})
+	ts := newTestServerRTC(t, AuthConfig{}, rtc.Config{UDPAddr: "127.0.0.1:0", NAT1To1IPs: []string{"203.0.113.7"}})
 	r := do(t, "POST", ts.url+"/whip/nat", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, vp8, opus))
 	if r.status != 201 {
 		t.Fatalf("status %d: %s", r.status, r.body)
@@ -218,15 +245,20 @@ func TestNAT1To1Candidates(t *testing.T) {
 	}
 }
 
-func TestWHIPAnswerFollowsPreference(t *testing.T) {
+// The answer takes the offer's first allowed codec (SPEC, Codec choice):
+// VP8 listed first by the client is what the stream gets, though the
+// default order puts H.264 first.
+func TestWHIPAnswerFollowsTheOffer(t *testing.T) {
 	ts := newTestServer(t, AuthConfig{})
-	// VP8 listed first by the client; the default preference puts H.264 first.
 	r := do(t, "POST", ts.url+"/whip/pref", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, vp8, h264, opus))
 	if r.status != http.StatusCreated {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	if got := ts.hub.Get("pref").Track(ingest.Video).Codec; got != ingest.H264 {
-		t.Fatalf("picked %s, want H264", got)
+	if got := ts.hub.Get("pref").Track(live.Video).Codec; got != live.VP8 {
+		t.Fatalf("picked %s, want VP8", got)
+	}
+	if !strings.Contains(r.body, "VP8/90000") || strings.Contains(r.body, "H264/90000") {
+		t.Fatalf("the answer does not name VP8 alone:\n%s", r.body)
 	}
 }
 
@@ -283,13 +315,18 @@ func TestWHIPSessionLifecycle(t *testing.T) {
 	frag := "a=ice-ufrag:" + sdpLine(t, r.body, "a=ice-ufrag:") + "\r\n" + cand
 
 	wantProblem(t, do(t, "PATCH", res, "application/sdp", frag, "If-Match", etag), 415, "trickle-ice-sdpfrag")
-	wantProblem(t, do(t, "PATCH", res, "application/trickle-ice-sdpfrag", frag), 428, "If-Match")
 	wantProblem(t, do(t, "PATCH", res, "application/trickle-ice-sdpfrag", frag, "If-Match", `"stale"`), 412, "ETag")
 	if r := do(t, "PATCH", res, "application/trickle-ice-sdpfrag", cand, "If-Match", etag); r.status != 204 {
 		t.Fatalf("trickle: %d %s", r.status, r.body)
 	}
-	// ICE restart: new credentials, If-Match: * as RFC 9725 §4.3.2 asks.
+	// Trickle without If-Match (the whip-whep WHEP client's way) is taken;
+	// an ICE restart without it is not.
+	if r := do(t, "PATCH", res, "application/trickle-ice-sdpfrag", cand); r.status != 204 {
+		t.Fatalf("trickle without If-Match: %d %s", r.status, r.body)
+	}
 	restart := "a=ice-ufrag:newU\r\na=ice-pwd:newpasswordnewpassword12\r\n" + cand
+	wantProblem(t, do(t, "PATCH", res, "application/trickle-ice-sdpfrag", restart), 428, "If-Match")
+	// ICE restart: new credentials, If-Match: * as RFC 9725 §4.3.2 asks.
 	rr := do(t, "PATCH", res, "application/trickle-ice-sdpfrag", restart, "If-Match", "*")
 	if rr.status != 200 || rr.header.Get("Content-Type") != "application/trickle-ice-sdpfrag" {
 		t.Fatalf("ICE restart: %d %q %s", rr.status, rr.header.Get("Content-Type"), rr.body)
@@ -410,19 +447,100 @@ func TestStreamsAPI(t *testing.T) {
 		t.Fatalf("publish: %d", r.status)
 	}
 	r := do(t, "GET", ts.url+"/api/v1/streams", "", "")
-	var list struct{ Streams []ingest.StreamInfo }
+	var list struct{ Streams []live.StreamInfo }
 	if err := json.Unmarshal([]byte(r.body), &list); err != nil || len(list.Streams) != 1 {
 		t.Fatalf("list: %s", r.body)
 	}
 	s := list.Streams[0]
-	if s.Name != "cam" || len(s.Tracks) != 2 || s.Tracks[0].Codec != ingest.VP8 || s.Outputs[ingest.OutputHLS].Available {
+	if s.Session != "" || strings.Contains(r.body, `"session"`) {
+		t.Errorf("auth is off, yet the session id is shown: %s", r.body)
+	}
+	if s.Name != "cam" || len(s.Tracks) != 2 || s.Tracks[0].Codec != live.VP8 || s.Outputs[live.OutputHLS].Available {
 		t.Fatalf("stream info wrong: %+v", s)
 	}
-	if !strings.Contains(s.Outputs[ingest.OutputHLS].Reason, "VP8") {
-		t.Fatalf("HLS reason %q does not explain VP8", s.Outputs[ingest.OutputHLS].Reason)
+	if !strings.Contains(s.Outputs[live.OutputHLS].Reason, "VP8") {
+		t.Fatalf("HLS reason %q does not explain VP8", s.Outputs[live.OutputHLS].Reason)
 	}
-	if r := do(t, "GET", ts.url+"/metrics", "", ""); r.status != 200 || !strings.Contains(r.body, "reel_publishers 1") {
+	if r := do(t, "GET", ts.url+"/metrics", "", ""); r.status != 200 || !strings.Contains(r.body, "reel_publishers 1") ||
+		!strings.Contains(r.body, `reel_webrtc_sessions{protocol="whip"} 1`) || !strings.Contains(r.body, `reel_webrtc_sessions{protocol="whep"} 0`) {
 		t.Fatalf("metrics: %d %s", r.status, r.body[:min(len(r.body), 200)])
 	}
 	wantProblem(t, do(t, "GET", ts.url+"/nothing-here", "", ""), 404, "nothing is served")
+}
+
+func signed(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestJWTOverHTTP: a JWT works as a bearer token on a protected route, and
+// static tokens keep working alongside. A gateway-wide route needs an
+// admin JWT for "*": one scoped to a stream, or naming none, is refused.
+func TestJWTOverHTTP(t *testing.T) {
+	s := &Server{gate: testGate(t, AuthConfig{AdminTokens: []string{"static"}, JWT: JWTConfig{HS256Secret: "k"}})}
+	h := s.require(access.Admin, access.API)(func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+	exp := time.Now().Add(time.Minute).Unix()
+	tok := signed(t, jwt.SigningMethodHS256, []byte("k"), jwt.MapClaims{"stream": "*", "action": "admin", "exp": exp})
+	scoped := signed(t, jwt.SigningMethodHS256, []byte("k"), jwt.MapClaims{"stream": "x", "action": "admin", "exp": exp})
+	unscoped := signed(t, jwt.SigningMethodHS256, []byte("k"), jwt.MapClaims{"action": "admin", "exp": exp})
+	for bearer, want := range map[string]int{tok: 204, "static": 204, scoped: 401, unscoped: 401, "wrong": 401, "": 401} {
+		req := httptest.NewRequest(http.MethodDelete, "/x", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		rec := httptest.NewRecorder()
+		e := echo.New()
+		_ = h(e.NewContext(req, rec))
+		if rec.Code != want {
+			t.Errorf("bearer %.10q: %d, want %d", bearer, rec.Code, want)
+		}
+	}
+}
+
+// TestGroupedStreamNames: a name with one group level, {meeting}/
+// {participant}, works wherever a flat one does, and session URLs stay
+// unambiguous: /whip/board/alice is a grouped endpoint for POST and a
+// flat stream's session for PATCH and DELETE.
+func TestGroupedStreamNames(t *testing.T) {
+	ts := newTestServer(t, AuthConfig{})
+	r := do(t, "POST", ts.url+"/whip/board-42/alice", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, vp8, opus))
+	if r.status != 201 {
+		t.Fatalf("publish: %d %s", r.status, r.body)
+	}
+	loc := r.header.Get("Location")
+	if !strings.HasPrefix(loc, "/whip/board-42/alice/") || len(strings.Split(loc, "/")) != 5 {
+		t.Fatalf("Location %q", loc)
+	}
+	if ts.hub.Get("board-42/alice") == nil {
+		t.Fatal("the hub has no stream board-42/alice")
+	}
+	if g := do(t, "GET", ts.url+"/api/v1/streams/board-42/alice", "", ""); g.status != 200 || !strings.Contains(g.body, `"board-42/alice"`) {
+		t.Fatalf("streams API: %d %s", g.status, g.body)
+	}
+	// A viewer of the grouped name; a second publisher of it is refused.
+	if w := do(t, "POST", ts.url+"/whep/board-42/alice", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionRecvonly, vp8, opus)); w.status != 201 ||
+		!strings.HasPrefix(w.header.Get("Location"), "/whep/board-42/alice/") {
+		t.Fatalf("WHEP: %d %s %v", w.status, w.body, w.header)
+	}
+	wantProblem(t, do(t, "POST", ts.url+"/whip/board-42/alice", "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, vp8, opus)), 409, "already publishing")
+	// Two segments answer OPTIONS as an endpoint and as a session.
+	o := do(t, "OPTIONS", ts.url+"/whip/board-42/alice", "", "")
+	if o.status != 204 || o.header.Get("Accept-Post") != "application/sdp" || o.header.Get("Accept-Patch") != "application/trickle-ice-sdpfrag" {
+		t.Fatalf("OPTIONS: %d %v", o.status, o.header)
+	}
+	for _, bad := range []string{"/whip/a/b/c/d", "/whip/-x/alice", "/whip/board/..", "/whip/board/al%20ice"} {
+		if b := do(t, "POST", ts.url+bad, "application/sdp", offer(t, webrtc.RTPTransceiverDirectionSendonly, vp8, opus)); b.status != 400 && b.status != 404 {
+			t.Errorf("POST %s: %d, want 400 or 404", bad, b.status)
+		}
+	}
+	if d := do(t, "DELETE", ts.url+loc, "", ""); d.status != 200 {
+		t.Fatalf("DELETE: %d %s", d.status, d.body)
+	}
+	if ts.hub.Get("board-42/alice") != nil {
+		t.Fatal("stream still live after DELETE")
+	}
 }

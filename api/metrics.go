@@ -7,19 +7,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reel-gateway/reel/events"
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/recorder"
 )
 
 // hubCollector reads the hub's counters at scrape time, so the forwarding
 // path never touches Prometheus.
 type hubCollector struct {
-	hub                                 *ingest.Hub
+	hub                                 *live.Hub
 	publishers, viewers, dropped, bytes *prometheus.Desc
-	packets, keyframes                  *prometheus.Desc
+	packets, keyframes, shed            *prometheus.Desc
 }
 
-func newHubCollector(h *ingest.Hub) *hubCollector {
+func newHubCollector(h *live.Hub) *hubCollector {
 	return &hubCollector{
 		hub:        h,
 		publishers: prometheus.NewDesc("reel_publishers", "Live streams being published.", nil, nil),
@@ -27,12 +27,13 @@ func newHubCollector(h *ingest.Hub) *hubCollector {
 		dropped:    prometheus.NewDesc("reel_consumer_dropped_packets", "Packets dropped for slow consumers of live streams, by output.", []string{"output"}, nil),
 		bytes:      prometheus.NewDesc("reel_ingest_bytes", "RTP bytes received from live publishers, by media kind.", []string{"kind"}, nil),
 		packets:    prometheus.NewDesc("reel_ingest_packets", "RTP packets received from live publishers, by media kind.", []string{"kind"}, nil),
+		shed:       prometheus.NewDesc("reel_consumer_shed_packets", "Packets shed for consumers of live streams that fell further behind than their latency budget, by output (per viewer: the stream's consumers in the API).", []string{"output"}, nil),
 		keyframes:  prometheus.NewDesc("reel_keyframe_requests", "Keyframe requests sent to live publishers.", nil, nil),
 	}
 }
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.publishers, c.viewers, c.dropped, c.bytes, c.packets, c.keyframes} {
+	for _, d := range []*prometheus.Desc{c.publishers, c.viewers, c.dropped, c.shed, c.bytes, c.packets, c.keyframes} {
 		ch <- d
 	}
 }
@@ -40,7 +41,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	streams := c.hub.Streams()
 	ch <- prometheus.MustNewConstMetric(c.publishers, prometheus.GaugeValue, float64(len(streams)))
-	viewers, dropped := map[string]float64{}, map[string]float64{}
+	viewers, dropped, shed := map[string]float64{}, map[string]float64{}, map[string]float64{}
 	bytes, packets := map[string]float64{}, map[string]float64{}
 	var keyframes float64
 	for _, s := range streams {
@@ -51,6 +52,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		for k, n := range info.Dropped {
 			dropped[k] += float64(n)
 		}
+		for k, n := range info.Shed {
+			shed[k] += float64(n)
+		}
 		for _, t := range info.Tracks {
 			bytes[string(t.Kind)] += float64(t.Bytes)
 			packets[string(t.Kind)] += float64(t.Packets)
@@ -60,6 +64,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, out := range []string{"whep", "rtsp", "hls", "record"} {
 		ch <- prometheus.MustNewConstMetric(c.viewers, prometheus.GaugeValue, viewers[out], out)
 		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.GaugeValue, dropped[out], out)
+		ch <- prometheus.MustNewConstMetric(c.shed, prometheus.GaugeValue, shed[out], out)
 	}
 	for _, k := range []string{"video", "audio"} {
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, bytes[k], k)
@@ -163,12 +168,12 @@ func (c *eventsCollector) Collect(ch chan<- prometheus.Metric) {
 // are hub subscriptions, RTSP and HLS viewers share one subscription per
 // stream and are counted by their servers.
 type viewersCollector struct {
-	hub     *ingest.Hub
+	hub     *live.Hub
 	outputs map[string]ViewerCounter
 	viewers *prometheus.Desc
 }
 
-func newViewersCollector(hub *ingest.Hub, outputs map[string]ViewerCounter) *viewersCollector {
+func newViewersCollector(hub *live.Hub, outputs map[string]ViewerCounter) *viewersCollector {
 	return &viewersCollector{hub: hub, outputs: outputs,
 		viewers: prometheus.NewDesc("reel_viewers", "People watching live streams, by protocol (whep, rtsp, hls).", []string{"protocol"}, nil)}
 }
@@ -179,7 +184,7 @@ func (c *viewersCollector) Collect(ch chan<- prometheus.Metric) {
 	n := map[string]int{"whep": 0, "rtsp": 0, "hls": 0}
 	for _, s := range c.hub.Streams() {
 		for _, sub := range s.Subscriptions() {
-			if sub.Kind == string(ingest.OutputWHEP) {
+			if sub.Kind == string(live.OutputWHEP) {
 				n["whep"]++
 			}
 		}
@@ -189,5 +194,29 @@ func (c *viewersCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, p := range slices.Sorted(maps.Keys(n)) {
 		ch <- prometheus.MustNewConstMetric(c.viewers, prometheus.GaugeValue, float64(n[p]), p)
+	}
+}
+
+// SessionCounter counts a signaling server's live sessions; *ingest.Server
+// and *whep.Server are ones.
+type SessionCounter interface{ Sessions() int }
+
+// sessionsCollector exposes the WHIP and WHEP session tables' sizes, so
+// that a leak (a session never taken out) shows.
+type sessionsCollector struct {
+	byProtocol map[string]SessionCounter
+	desc       *prometheus.Desc
+}
+
+func newSessionsCollector(byProtocol map[string]SessionCounter) *sessionsCollector {
+	return &sessionsCollector{byProtocol: byProtocol,
+		desc: prometheus.NewDesc("reel_webrtc_sessions", "Live WHIP and WHEP sessions (answered, connected or not), by protocol.", []string{"protocol"}, nil)}
+}
+
+func (c *sessionsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *sessionsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range slices.Sorted(maps.Keys(c.byProtocol)) {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.byProtocol[p].Sessions()), p)
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,11 +18,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/reel-gateway/reel/egress/whep"
 	"github.com/reel-gateway/reel/events"
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/recorder"
+	"github.com/reel-gateway/reel/rtc"
 )
 
 // metrics is one parsed scrape.
@@ -108,7 +109,7 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	t.Cleanup(ev.Close)
 
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	rec, err := recorder.New(recorder.Config{Dir: t.TempDir(), Enabled: true, Logger: quiet,
 		OnFinish: func(in recorder.Info) { ev.Emit(events.FromRecording(in)) }})
 	if err != nil {
@@ -116,36 +117,25 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	t.Cleanup(rec.Close)
 	hub.OnPublish(rec.Record)
-	hub.OnPublish(func(s *ingest.Stream) { ev.Emit(events.FromPublish(s.Info())) })
-	hub.OnUnpublish(func(s *ingest.Stream) { ev.Emit(events.FromUnpublish(s.Info())) })
+	hub.OnPublish(func(s *live.Stream) { ev.Emit(events.FromPublish(s.Info())) })
+	hub.OnUnpublish(func(s *live.Stream) { ev.Emit(events.FromUnpublish(s.Info())) })
 
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rtc.Close() })
-	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{})
-	whepSrv := whep.New(hub, rtc, whep.Config{})
-	t.Cleanup(whipSrv.Close)
-	t.Cleanup(whepSrv.Close)
-	srv, err := New(Config{Logger: quiet}, Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv,
+	url := serveAPI(t, hub, rtc.Config{}, AuthConfig{}, Config{Logger: quiet}, Deps{
 		Outputs: map[string]ViewerCounter{"rtsp": fixedViewers(2), "hls": fixedViewers(1)},
 		Metrics: []prometheus.Collector{NewRecorderCollector(rec), NewEventsCollector(ev)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
-	pub, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+	pub, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: live.VP8, Audio: true, Loop: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "the recording to start", func() bool { return len(rec.Active()) == 1 })
+	// Active once the file is open; in the catalog just after.
+	waitUntil(t, 5*time.Second, "the recording to start", func() bool {
+		return len(rec.Active()) == 1 && rec.Catalog().Stats().Recordings[recorder.StateRecording] == 1
+	})
 
-	m := scrape(t, hs.URL)
+	m := scrape(t, url)
 	m.want(t, eq(1), "1", "reel_publishers")
 	m.want(t, eq(1), "1", "reel_consumers", "output", "record")
 	m.want(t, positive, "> 0", "reel_ingest_packets", "kind", "video")
@@ -165,7 +155,7 @@ func TestMetricsScrape(t *testing.T) {
 		s := ev.Stats()
 		return s.Delivered == 3 && s.Queued == 0
 	})
-	m = scrape(t, hs.URL)
+	m = scrape(t, url)
 	m.want(t, eq(0), "0", "reel_publishers")
 	m.want(t, eq(0), "0", "reel_recordings", "state", "recording")
 	m.want(t, eq(1), "1", "reel_recordings", "state", "finished")
@@ -198,7 +188,7 @@ func TestMetricsDiskFreeError(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(rec.Close)
-	url := newUIServer(t, Config{Logger: quiet}, NewRecorderCollector(brokenDisk{rec}))
+	url := newUIServer(t, AuthConfig{}, Config{Logger: quiet}, NewRecorderCollector(brokenDisk{rec}))
 	m := scrape(t, url)
 	if _, ok := m.value("reel_recordings_disk_free_bytes"); ok {
 		t.Error("disk free is reported although it could not be measured")
@@ -221,5 +211,62 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestShedVisibleInAPIAndMetrics: a WHEP consumer that stops reading sheds
+// beyond its latency budget, and the count shows per consumer in the
+// stream's API and by output in /metrics; the recorder sheds nothing.
+func TestShedVisibleInAPIAndMetrics(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := live.NewHub(live.Reject)
+	url := serveAPI(t, hub, rtc.Config{}, AuthConfig{}, Config{Logger: quiet}, Deps{})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: live.VP8, Audio: true, Loop: true}); err != nil {
+		t.Fatal(err)
+	}
+	st := hub.Get("cam")
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	stalled, err := st.SubscribeWith("whep", live.ConsumerFunc(func(*live.Packet) { <-block }),
+		live.SubscribeOptions{LatencyBudget: 50 * time.Millisecond, ID: "stalled"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Subscribe("record", live.ConsumerFunc(func(*live.Packet) {}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Close)
+	waitUntil(t, 5*time.Second, "the stalled consumer to shed", func() bool { return stalled.Shed() > 0 })
+
+	m := scrape(t, url)
+	m.want(t, positive, "> 0", "reel_consumer_shed_packets", "output", "whep")
+	m.want(t, eq(0), "0", "reel_consumer_shed_packets", "output", "record")
+
+	resp, err := http.Get(url + "/api/v1/streams/cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info live.StreamInfo
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, c := range info.Consumers {
+		switch c.Output {
+		case "whep":
+			found = c.ID == "stalled" && c.Shed > 0
+		case "record":
+			if c.Shed != 0 {
+				t.Errorf("the recorder shed %d packets", c.Shed)
+			}
+		}
+	}
+	if !found || info.Shed["whep"] == 0 {
+		t.Fatalf("the stalled consumer's shedding is not in the API: %+v, shed %v", info.Consumers, info.Shed)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net/http/pprof"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/reel-gateway/reel/access"
 )
 
 // pprofRoutes serves Go's profiles under /debug/pprof/ to admins only.
@@ -13,10 +15,10 @@ import (
 func (s *Server) pprofRoutes(e *echo.Echo) {
 	adminOnly := func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if !s.cfg.Auth.Enabled() {
-				return problem(c, http.StatusForbidden, "profiling needs an admin token: configure auth.admin_tokens")
+			if !s.gate.AuthEnabled() {
+				return writeProblem(c, http.StatusForbidden, "profiling needs an admin token: configure auth.admin_tokens")
 			}
-			return s.require(actionAdmin)(next)(c)
+			return s.require(access.Admin, access.API)(next)(c)
 		}
 	}
 	e.GET("/debug/pprof/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)), adminOnly)

@@ -4,12 +4,13 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
+	"github.com/reel-gateway/reel/rtc"
 )
 
 func pprofServer(t *testing.T, on bool, auth AuthConfig) string {
 	t.Helper()
-	return serveAPI(t, ingest.NewHub(ingest.Reject), ingest.RTCConfig{}, Config{Auth: auth, PProf: on}, Deps{})
+	return serveAPI(t, live.NewHub(live.Reject), rtc.Config{}, auth, Config{PProf: on}, Deps{})
 }
 
 // Profiles are off by default, closed while auth is off, and open to admin

@@ -1,26 +1,21 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/reel-gateway/reel/api/problem"
 )
 
-// Problem is an RFC 9457 error body: what went wrong, in a sentence a
-// person can act on.
-type Problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail,omitempty"`
-}
+// Problem is the problem+json body every error is answered with.
+type Problem = problem.Details
 
-// problem writes a problem+json response.
-func problem(c echo.Context, status int, detail string) error {
-	body, _ := json.Marshal(Problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail})
-	return c.Blob(status, "application/problem+json", body)
+// writeProblem answers c with a problem+json body (package problem).
+func writeProblem(c echo.Context, status int, detail string) error {
+	problem.Write(c.Response(), status, detail)
+	return nil
 }
 
 // httpErrorHandler turns every error echo sees (unknown route, wrong
@@ -52,5 +47,5 @@ func httpErrorHandler(err error, c echo.Context) {
 		_ = c.NoContent(status)
 		return
 	}
-	_ = problem(c, status, detail)
+	_ = writeProblem(c, status, detail)
 }

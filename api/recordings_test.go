@@ -12,13 +12,15 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/recorder"
+	"github.com/reel-gateway/reel/rtc"
 )
 
 // archiveDisk is the free space the test's recorder sees.
@@ -29,7 +31,7 @@ func (d *archiveDisk) FreeSpace(string) (uint64, error) { return d.free.Load(), 
 // archive is a real hub and recorder behind the API, on loopback.
 type archive struct {
 	dir  string
-	hub  *ingest.Hub
+	hub  *live.Hub
 	rec  *recorder.Recorder
 	disk *archiveDisk
 	url  string
@@ -39,7 +41,7 @@ type archive struct {
 // subscribed) and serves the API over it.
 func newArchive(t *testing.T) *archive {
 	t.Helper()
-	a := &archive{dir: t.TempDir(), hub: ingest.NewHub(ingest.Reject), disk: &archiveDisk{}}
+	a := &archive{dir: t.TempDir(), hub: live.NewHub(live.Reject), disk: &archiveDisk{}}
 	a.disk.free.Store(100e9)
 	rec, err := recorder.New(recorder.Config{Dir: a.dir, Enabled: true, SegmentDuration: 2 * time.Second,
 		MinFreeSpace: 1e9, FreeSpace: a.disk})
@@ -56,7 +58,7 @@ func newArchive(t *testing.T) *archive {
 // serve starts one more API server over the archive's recorder.
 func (a *archive) serve(t *testing.T, auth AuthConfig) string {
 	t.Helper()
-	return serveAPI(t, a.hub, ingest.RTCConfig{}, Config{Auth: auth}, Deps{Recordings: a.rec})
+	return serveAPI(t, a.hub, rtc.Config{}, auth, Config{}, Deps{Recordings: a.rec})
 }
 
 // publish sends src on stream until the files end (or, with Loop, until
@@ -130,8 +132,8 @@ func TestRecordingsAPI(t *testing.T) {
 	mediacheck.Require(t)
 	a := newArchive(t)
 	// Two streams at once, cut into 2 s files: 3 WebM and 3 Matroska.
-	pa, stopA := a.publish(t, "cam-a", hubtest.Source{Video: ingest.VP8, Audio: true})
-	pb, stopB := a.publish(t, "cam-b", hubtest.Source{Video: ingest.H264, Audio: true, SeparateParamSets: true})
+	pa, stopA := a.publish(t, "cam-a", hubtest.Source{Video: live.VP8, Audio: true})
+	pb, stopB := a.publish(t, "cam-b", hubtest.Source{Video: live.H264, Audio: true, SeparateParamSets: true})
 	for _, p := range []*hubtest.Publisher{pa, pb} {
 		select {
 		case <-p.Done():
@@ -254,7 +256,8 @@ func TestRecordingsAPI(t *testing.T) {
 				full.header.Get("Content-Length") != strconv.Itoa(len(onDisk)) || full.header.Get("Accept-Ranges") != "bytes" {
 				t.Fatalf("GET %s: %d %v (%d bytes of %d)", rec.FileURL, full.status, full.header, len(full.body), len(onDisk))
 			}
-			if cd := full.header.Get("Content-Disposition"); cd != `attachment; filename="`+rec.ID+"."+rec.Container+`"` {
+			name := rec.ID + "." + rec.Container
+			if cd := full.header.Get("Content-Disposition"); cd != `attachment; filename="`+name+`"; filename*=UTF-8''`+name {
 				t.Errorf("Content-Disposition %q", cd)
 			}
 			etag := full.header.Get("ETag")
@@ -272,6 +275,18 @@ func TestRecordingsAPI(t *testing.T) {
 			}
 			if r := do(t, "GET", u, "", "", "Range", "bytes="+strconv.Itoa(len(onDisk)+10)+"-"); r.status != http.StatusRequestedRangeNotSatisfiable {
 				t.Errorf("Range past the end: %d", r.status)
+			}
+			// A suffix of zero bytes is no byte of the file: 416, alone or
+			// as the only range; beside a real range it is dropped.
+			for _, rng := range []string{"bytes=-0", "bytes= -00 ", "bytes=-0,-0"} {
+				r := do(t, "GET", u, "", "", "Range", rng)
+				if r.status != http.StatusRequestedRangeNotSatisfiable || r.header.Get("Content-Range") != "bytes */"+strconv.Itoa(len(onDisk)) {
+					t.Errorf("Range %q: %d, Content-Range %q; want 416 and bytes */%d", rng, r.status, r.header.Get("Content-Range"), len(onDisk))
+				}
+			}
+			if r := do(t, "GET", u, "", "", "Range", "bytes=-0, 0-9"); r.status != http.StatusPartialContent || r.body != string(onDisk[:10]) ||
+				r.header.Get("Content-Range") != "bytes 0-9/"+strconv.Itoa(len(onDisk)) {
+				t.Errorf("Range -0 with 0-9: %d %q", r.status, r.header.Get("Content-Range"))
 			}
 			if r := do(t, "GET", u, "", "", "If-None-Match", etag); r.status != http.StatusNotModified {
 				t.Errorf("If-None-Match with the ETag: %d", r.status)
@@ -399,7 +414,7 @@ func TestRecordingsAPI(t *testing.T) {
 	})
 
 	t.Run("in progress", func(t *testing.T) {
-		_, stop := a.publish(t, "cam-live", hubtest.Source{Video: ingest.VP8, Loop: true})
+		_, stop := a.publish(t, "cam-live", hubtest.Source{Video: live.VP8, Loop: true})
 		var live recJSON
 		for deadline := time.Now().Add(30 * time.Second); live.ID == ""; time.Sleep(20 * time.Millisecond) {
 			if p := listPage(t, a.url, "stream=cam-live"); len(p.Recordings) == 1 && p.Recordings[0].DurationMS > 0 {
@@ -432,7 +447,7 @@ func TestRecordingsAPI(t *testing.T) {
 		if !strings.Contains(p.Paused, "below recordings.min_free_space") {
 			t.Errorf("recording_paused_reason %q", p.Paused)
 		}
-		pub, stop := a.publish(t, "cam-full", hubtest.Source{Video: ingest.VP8, Loop: true})
+		pub, stop := a.publish(t, "cam-full", hubtest.Source{Video: live.VP8, Loop: true})
 		defer stop()
 		if n := len(pub.Stream.Subscriptions()); n != 0 {
 			t.Errorf("recorded with the disk almost full (%d subscriptions)", n)
@@ -446,4 +461,72 @@ func TestRecordingsAPI(t *testing.T) {
 			t.Errorf("reason present while recording works: %s", body)
 		}
 	})
+}
+
+// A file put in the archive by hand may be called anything: its name
+// reaches Content-Disposition encoded (RFC 6266), never raw; and a FIFO
+// in a recording's place is refused at once instead of hanging the GET.
+func TestArchiveHostileFiles(t *testing.T) {
+	mediacheck.Require(t)
+	a := newArchive(t)
+	p, stop := a.publish(t, "cam", hubtest.Source{Video: live.VP8})
+	<-p.Done()
+	stop()
+	dir := a.rec.Dir()
+	recs := listPage(t, a.url, "").Recordings
+	if len(recs) == 0 {
+		t.Fatal("nothing recorded")
+	}
+	rec := recs[len(recs)-1]
+	a.rec.Close()
+
+	const weird = `we"ird; name=x.webm é` // a quote, a semicolon, UTF-8
+	src := filepath.Join(dir, rec.Path)
+	if err := os.Rename(src, filepath.Join(dir, "cam", weird+".webm")); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(src + ".json") // described from the file itself
+	rec2, err := recorder.New(recorder.Config{Dir: dir, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec2.Close)
+	base := serveAPI(t, live.NewHub(live.Reject), rtc.Config{}, AuthConfig{}, Config{}, Deps{Recordings: rec2})
+	var weirdRec recJSON
+	for _, r := range listPage(t, base, "").Recordings {
+		if strings.HasPrefix(r.Path, "cam/we") {
+			weirdRec = r
+		}
+	}
+	if weirdRec.ID != "we_ird__name_x.webm__" {
+		t.Fatalf("the renamed file is listed as %+v", weirdRec)
+	}
+	r := do(t, "GET", base+weirdRec.FileURL, "", "")
+	want := `attachment; filename="we_ird_ name=x.webm _.webm"; filename*=UTF-8''we%22ird%3B%20name%3Dx.webm%20%C3%A9.webm`
+	if r.status != http.StatusOK || r.header.Get("Content-Disposition") != want {
+		t.Errorf("GET: %d, Content-Disposition %q, want %q", r.status, r.header.Get("Content-Disposition"), want)
+	}
+	if r.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("no nosniff on the download")
+	}
+
+	path := filepath.Join(dir, "cam", weird+".webm")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(path, 0o644); err != nil {
+		t.Skipf("no FIFOs here: %v", err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(base + weirdRec.FileURL)
+	if err != nil {
+		if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+		t.Fatalf("GET of a FIFO: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET of a FIFO: %d, want 403", resp.StatusCode)
+	}
 }

@@ -11,9 +11,12 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/reel-gateway/reel/live"
 )
 
 // The web UI: static pages and plain JavaScript modules, embedded in the
@@ -41,11 +44,15 @@ type uiFile struct {
 
 // uiPages maps routes to the page that serves them.
 var uiPages = map[string]string{
-	"/":                "index.html",
-	"/watch/:stream":   "watch.html",
-	"/publish":         "publish.html",
-	"/publish/:stream": "publish.html",
-	"/recordings":      "recordings.html",
+	"/":                            "index.html",
+	"/watch/:stream":               "watch.html",
+	"/watch/:group/:participant":   "watch.html",
+	"/publish":                     "publish.html",
+	"/publish/:stream":             "publish.html",
+	"/publish/:group/:participant": "publish.html",
+	"/recordings":                  "recordings.html",
+	"/meetings":                    "meetings.html",
+	"/meetings/:id":                "meeting.html",
 }
 
 // uiCSP keeps the pages to their own scripts and styles: no inline script,
@@ -73,18 +80,22 @@ func (s *Server) uiRoutes(e *echo.Echo) {
 	}
 	for route, page := range uiPages {
 		f := files[page]
+		var mw []echo.MiddlewareFunc
+		if strings.Contains(route, ":group") {
+			mw = append(mw, grouped)
+		}
 		e.GET(route, func(c echo.Context) error {
-			if name := c.Param("stream"); name != "" && !streamName.MatchString(name) {
-				return problem(c, http.StatusNotFound, "there is no page for the stream name \""+name+"\": stream names are 1-128 letters, digits, '.', '_', '~' or '-'")
+			if name := c.Param("stream"); name != "" && !live.ValidName(name) {
+				return writeProblem(c, http.StatusNotFound, "there is no page for the stream name \""+name+"\": stream names are 1-128 letters, digits, '.', '_', '~' or '-'")
 			}
 			return serveUIFile(c, f)
-		})
+		}, mw...)
 	}
 	e.GET("/ui/config.json", s.uiConfig)
 	e.GET("/ui/:file", func(c echo.Context) error {
 		f, ok := files[c.Param("file")]
 		if !ok {
-			return problem(c, http.StatusNotFound, "the web UI has no file "+c.Param("file"))
+			return writeProblem(c, http.StatusNotFound, "the web UI has no file "+c.Param("file"))
 		}
 		return serveUIFile(c, f)
 	})
@@ -115,8 +126,8 @@ func (s *Server) uiConfig(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.JSON(http.StatusOK, map[string]any{
-		"auth":        s.cfg.Auth.Enabled(),
-		"public_read": s.cfg.Auth.PublicRead,
+		"auth":        s.gate.AuthEnabled(),
+		"public_read": s.gate.PublicRead(),
 		"rtsp_port":   rtspPort,
 		"hls":         s.deps.HLS != nil,
 	})

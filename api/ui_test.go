@@ -10,7 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
+	"github.com/reel-gateway/reel/rtc"
 )
 
 // TestUIPages serves every page and every file a page or module names, with
@@ -48,7 +49,7 @@ func TestUIPages(t *testing.T) {
 			check(m[1] + m[2])
 		}
 	}
-	for _, p := range []string{"/", "/watch/cam1", "/publish", "/publish/cam.1_x~y-z", "/recordings", "/recordings?stream=cam1&token=t"} {
+	for _, p := range []string{"/", "/watch/cam1", "/publish", "/publish/cam.1_x~y-z", "/recordings", "/recordings?stream=cam1&token=t", "/meetings", "/meetings/board-42_20260101T000000Z"} {
 		check(p)
 	}
 	// Every embedded script, style and image is used by some page.
@@ -82,7 +83,7 @@ func TestUIErrors(t *testing.T) {
 }
 
 func TestUIConfig(t *testing.T) {
-	srv := newUIServer(t, Config{Auth: AuthConfig{ReadTokens: []string{"r"}, PublicRead: true}, UI: UIConfig{RTSPAddr: ":8554"}})
+	srv := newUIServer(t, AuthConfig{ReadTokens: []string{"r"}, PublicRead: true}, Config{UI: UIConfig{RTSPAddr: ":8554"}})
 	r := do(t, "GET", srv+"/ui/config.json", "", "")
 	var cfg struct {
 		Auth       bool `json:"auth"`
@@ -102,7 +103,7 @@ func TestUIConfig(t *testing.T) {
 }
 
 // newUIServer is a server with cfg, no HLS, and the given collectors.
-func newUIServer(t *testing.T, cfg Config, collectors ...prometheus.Collector) string {
+func newUIServer(t *testing.T, auth AuthConfig, cfg Config, collectors ...prometheus.Collector) string {
 	t.Helper()
-	return serveAPI(t, ingest.NewHub(ingest.Reject), ingest.RTCConfig{}, cfg, Deps{Metrics: collectors})
+	return serveAPI(t, live.NewHub(live.Reject), rtc.Config{}, auth, cfg, Deps{Metrics: collectors})
 }

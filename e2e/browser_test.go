@@ -129,7 +129,7 @@ func newHookReceiver(t *testing.T, secret string) *hookReceiver {
 		err := json.Unmarshal(body, &ev)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if !events.Verify(h.secret, body, r.Header.Get(events.SignatureHeader)) {
+		if events.Verify(h.secret, body, r.Header.Get(events.SignatureHeader), events.SignatureTolerance, time.Now()) != nil {
 			h.badSig++
 		}
 		if err != nil {

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -60,18 +61,66 @@ var runningLine = regexp.MustCompile(`reel is running"? http=(\S+)`)
 // env are REEL_* settings.
 func startGateway(t *testing.T, env []string, extra ...string) *gateway {
 	t.Helper()
-	g := &gateway{t: t, Recordings: t.TempDir(), RTSPPort: freePort(t, "tcp"), done: make(chan struct{})}
+	g, err := tryGateway(t, env, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// errExitedEarly is tryGateway's error when reel exited before it was
+// ready (a port taken meanwhile, say); its log says why.
+var errExitedEarly = errors.New("reel exited before it was ready")
+
+// tryGateway is startGateway returning, instead of failing the test,
+// an error wrapping errExitedEarly.
+func tryGateway(t *testing.T, env []string, extra ...string) (*gateway, error) {
+	t.Helper()
 	udp := freeUDPPair(t)
-	args := append([]string{"serve",
-		"--http-addr", "127.0.0.1:0",
-		"--webrtc-udp-addr", "127.0.0.1:0",
-		"--rtsp-addr", fmt.Sprintf("127.0.0.1:%d", g.RTSPPort),
+	return tryGatewayAt(t, "127.0.0.1", nil, freePort(t, "tcp"), env, append([]string{
 		"--rtsp-udp-rtp-addr", fmt.Sprintf("127.0.0.1:%d", udp),
 		"--rtsp-udp-rtcp-addr", fmt.Sprintf("127.0.0.1:%d", udp+1),
+	}, extra...)...)
+}
+
+// startGatewayIn is startGateway run under wrap (a command that execs its
+// arguments, such as unshare).
+func startGatewayIn(t *testing.T, wrap, env []string, extra ...string) *gateway {
+	t.Helper()
+	udp := freeUDPPair(t)
+	return startGatewayAt(t, "127.0.0.1", wrap, freePort(t, "tcp"), env, append([]string{
+		"--rtsp-udp-rtp-addr", fmt.Sprintf("127.0.0.1:%d", udp),
+		"--rtsp-udp-rtcp-addr", fmt.Sprintf("127.0.0.1:%d", udp+1),
+	}, extra...)...)
+}
+
+// startGatewayAt runs reel on host's address, through wrap (a command that
+// runs reel, such as ip netns exec), with RTSP on rtspPort and no RTSP
+// over UDP unless extra says so.
+func startGatewayAt(t *testing.T, host string, wrap []string, rtspPort int, env []string, extra ...string) *gateway {
+	t.Helper()
+	g, err := tryGatewayAt(t, host, wrap, rtspPort, env, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// tryGatewayAt is startGatewayAt returning an error wrapping
+// errExitedEarly when reel exits before it is ready.
+func tryGatewayAt(t *testing.T, host string, wrap []string, rtspPort int, env []string, extra ...string) (*gateway, error) {
+	t.Helper()
+	g := &gateway{t: t, Recordings: t.TempDir(), RTSPPort: rtspPort, done: make(chan struct{})}
+	args := append([]string{"serve",
+		"--http-addr", host + ":0",
+		"--webrtc-udp-addr", host + ":0",
+		"--rtsp-addr", fmt.Sprintf("%s:%d", host, g.RTSPPort),
+		"--rtsp-udp-rtp-addr=", "--rtsp-udp-rtcp-addr=",
 		"--recordings-dir", g.Recordings,
 		"--log-level", "debug",
 	}, extra...)
-	g.cmd = exec.Command(binary, args...)
+	cmd := append(append(append([]string{}, wrap...), binary), args...)
+	g.cmd = exec.Command(cmd[0], cmd[1:]...)
 	g.cmd.Env = append(os.Environ(), env...)
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
@@ -107,11 +156,11 @@ func startGateway(t *testing.T, env []string, extra ...string) *gateway {
 	case addr := <-ready:
 		g.HTTP = "http://" + addr
 	case <-g.done:
-		t.Fatalf("reel exited before it was ready:\n%s", g.Log())
+		return nil, fmt.Errorf("%w:\n%s", errExitedEarly, g.Log())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("reel did not start within 30 s:\n%s", g.Log())
 	}
-	return g
+	return g, nil
 }
 
 // Log returns what the gateway printed so far.
@@ -136,7 +185,7 @@ func (g *gateway) stop(sig syscall.Signal) {
 	}
 }
 
-func freePort(t *testing.T, network string) int {
+func freePort(t testing.TB, network string) int {
 	t.Helper()
 	if network == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")

@@ -29,13 +29,16 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/reel-gateway/reel/access"
 	"github.com/reel-gateway/reel/api"
 	"github.com/reel-gateway/reel/egress/whep"
 	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/internal/whipclient"
+	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/recorder"
+	"github.com/reel-gateway/reel/rtc"
 )
 
 // Faults: publishers that vanish or come back, viewers that stall, a
@@ -222,7 +225,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 // blocked.
 type stuckViewer struct{ release chan struct{} }
 
-func (s *stuckViewer) WritePacket(*ingest.Packet) { <-s.release }
+func (s *stuckViewer) WritePacket(*live.Packet) { <-s.release }
 
 // TestStuckViewerNeverStallsPublisher: a consumer that never returns
 // costs its own packets only. The publisher sends at its pace to the end,
@@ -235,15 +238,15 @@ func TestStuckViewerNeverStallsPublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rec.Close()
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(rec.Record)
 	stuck := &stuckViewer{release: make(chan struct{})}
 	defer close(stuck.release)
-	var sub *ingest.Subscription
-	hub.OnPublish(func(s *ingest.Stream) {
-		sub, err = s.Subscribe(string(ingest.OutputWHEP), stuck, 16)
+	var sub *live.Subscription
+	hub.OnPublish(func(s *live.Stream) {
+		sub, err = s.Subscribe(string(live.OutputWHEP), stuck, 16)
 	})
-	pub, err := hubtest.Publish(context.Background(), hub, "stuck", hubtest.Source{Video: ingest.H264, Audio: true})
+	pub, err := hubtest.Publish(context.Background(), hub, "stuck", hubtest.Source{Video: live.H264, Audio: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,26 +284,30 @@ func waitForT(t *testing.T, timeout time.Duration, what string, cond func() bool
 // recorder and API on an httptest server, media on loopback.
 type inProcess struct {
 	url  string
-	hub  *ingest.Hub
+	hub  *live.Hub
 	stop func()
 }
 
 func startInProcess(t *testing.T) *inProcess {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0", Logger: log})
+	engine, err := rtc.NewEngine(rtc.Config{UDPAddr: "127.0.0.1:0", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	rec, err := recorder.New(recorder.Config{Dir: t.TempDir(), Enabled: true, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hub.OnPublish(rec.Record)
-	whipSrv := ingest.NewWHIP(hub, rtc, ingest.WHIPConfig{Logger: log})
-	whepSrv := whep.New(hub, rtc, whep.Config{Logger: log})
-	srv, err := api.New(api.Config{Logger: log}, api.Deps{Hub: hub, WHIP: whipSrv, WHEP: whepSrv})
+	whipSrv := ingest.New(hub, engine, ingest.Config{Logger: log})
+	whepSrv := whep.New(hub, engine, whep.Config{Logger: log})
+	gate, err := access.New(access.Config{}, access.Limits{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(api.Config{Logger: log}, api.Deps{Gate: gate, Hub: hub, WHIP: whipSrv, WHEP: whepSrv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +317,7 @@ func startInProcess(t *testing.T) *inProcess {
 		whepSrv.Close()
 		whipSrv.Close()
 		rec.Close()
-		rtc.Close()
+		engine.Close()
 	}}
 }
 

@@ -18,6 +18,7 @@ func TestInteropGStreamerWebrtcbin(t *testing.T) {
 	g := startInteropGateway(t, art)
 	const stream = "gstreamer"
 
+	launched := time.Now()
 	p := startGStreamer(t, art, g.HTTP+"/whip/"+stream)
 	ev := p.next(t, 40*time.Second, "connected")
 	published := time.Now()
@@ -36,5 +37,5 @@ func TestInteropGStreamerWebrtcbin(t *testing.T) {
 	step(t, start, "GStreamer sent DELETE (%d) after %v", stopped.DeleteStatus, sent.Round(time.Millisecond))
 
 	file := finishedRecording(t, g, stream, art)
-	checkInteropRecording(t, file, wantRecording{ext: ".mkv", videoCodec: "h264", profile: "High"}, sent, start)
+	checkInteropRecording(t, file, wantRecording{ext: ".mkv", videoCodec: "h264", profile: "High", held: published.Sub(launched)}, sent, start)
 }

@@ -37,7 +37,7 @@ const interopDir = "drivers"
 
 // cannotRun skips the test with a one-line reason, or fails it in CI,
 // where every stack must run.
-func cannotRun(t *testing.T, format string, args ...any) {
+func cannotRun(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("CI") == "true" {
@@ -101,11 +101,11 @@ func artifactsDir(t *testing.T) string {
 	return dir
 }
 
-// startInteropGateway runs reel and saves its log into the artifacts when
-// the test fails.
-func startInteropGateway(t *testing.T, art string) *gateway {
+// startInteropGateway runs reel (with extra flags) and saves its log into
+// the artifacts when the test fails.
+func startInteropGateway(t *testing.T, art string, extra ...string) *gateway {
 	t.Helper()
-	g := startGateway(t, nil)
+	g := startGateway(t, nil, extra...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			_ = os.WriteFile(filepath.Join(art, "reel.log"), []byte(g.Log()), 0o644)
@@ -271,6 +271,7 @@ func (b *browser) close() {
 		return
 	default:
 	}
+	b.checkPageErrors()
 	if b.t.Failed() {
 		for _, p := range b.pages {
 			path := filepath.Join(b.art, p+".png")
@@ -286,6 +287,28 @@ func (b *browser) close() {
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
 		<-b.exited
+	}
+}
+
+// checkPageErrors fails the test on any error a page reported: a WHIP or
+// WHEP client library that logs an error (or rejects a promise nobody
+// awaits) has met something it did not expect from reel, even when the
+// media flows anyway.
+func (b *browser) checkPageErrors() {
+	res, err := b.do(15*time.Second, map[string]any{"op": "errors"})
+	if err != nil {
+		b.t.Errorf("asking the browser for page errors: %v", err)
+		return
+	}
+	var errs map[string][]string
+	if err := json.Unmarshal(res, &errs); err != nil {
+		b.t.Errorf("page errors %s: %v", res, err)
+		return
+	}
+	for page, lines := range errs {
+		for _, line := range lines {
+			b.t.Errorf("page %s reported an error: %s", page, line)
+		}
 	}
 }
 
@@ -310,6 +333,14 @@ type transportStats struct {
 	DTLSState  string `json:"dtlsState"`
 	ICEState   string `json:"iceState"`
 	LocalUfrag string `json:"localUfrag"`
+	SRTPCipher string `json:"srtpCipher"`
+}
+
+// offeredSRTPCipher reports whether a getStats srtpCipher is one of the
+// profiles Reel offers (rtc.SRTPProfiles). This Chromium, started without
+// its field-trial configuration, has no GCM suites and takes AES-CM.
+func offeredSRTPCipher(c string) bool {
+	return c == "AEAD_AES_128_GCM" || c == "SRTP_AES128_CM_HMAC_SHA1_80"
 }
 
 type publishResult struct {
@@ -319,9 +350,17 @@ type publishResult struct {
 	Resource  string          `json:"resource"`
 	Trickle   *bool           `json:"trickle"`
 	Offered   []string        `json:"offered"`
+	// OfferFirst is the first video codec of the publisher's offer.
+	OfferFirst string `json:"offerFirst"`
 	// ConnectedAt is when the page saw the connection become connected,
 	// in ms since the epoch (the same clock as ours).
 	ConnectedAt int64 `json:"connectedAt"`
+	// Post is the WHIP offer's POST: when it was sent and answered, in
+	// ms since the epoch.
+	Post *struct {
+		SentAt     int64 `json:"sentAt"`
+		AnsweredAt int64 `json:"answeredAt"`
+	} `json:"post"`
 }
 
 // Connected is ConnectedAt as a time.
@@ -351,8 +390,9 @@ type watchResult struct {
 	FramesDecodedAfter  int     `json:"framesDecodedAfter"`
 	FirstFrameMs        int     `json:"firstFrameMs"`
 	Stats               struct {
-		Video *rtpStats `json:"video"`
-		Audio *rtpStats `json:"audio"`
+		Video      *rtpStats `json:"video"`
+		Audio      *rtpStats `json:"audio"`
+		SRTPCipher string    `json:"srtpCipher"`
 	} `json:"stats"`
 }
 
@@ -372,15 +412,20 @@ func watchWHEP(t *testing.T, b *browser, g *gateway, stream, wantCodec string) {
 	if w.Stats.Audio == nil || w.Stats.Audio.PacketsReceived == 0 {
 		t.Fatalf("WHEP viewer got no audio: %+v", w.Stats.Audio)
 	}
-	t.Logf("WHEP viewer (whip-whep): %dx%d, first frame after %d ms, framesDecoded %d -> %d, currentTime +%.1fs",
-		w.VideoWidth, w.VideoHeight, w.FirstFrameMs, w.FramesDecodedBefore, w.FramesDecodedAfter, w.CurrentTimeAdvanced)
+	if !offeredSRTPCipher(w.Stats.SRTPCipher) {
+		t.Fatalf("WHEP viewer's SRTP cipher is %q, not one Reel offers", w.Stats.SRTPCipher)
+	}
+	t.Logf("WHEP viewer (whip-whep): %dx%d, first frame after %d ms, framesDecoded %d -> %d, currentTime +%.1fs, %s",
+		w.VideoWidth, w.VideoHeight, w.FirstFrameMs, w.FramesDecodedBefore, w.FramesDecodedAfter, w.CurrentTimeAdvanced, w.Stats.SRTPCipher)
 	b.mustCall(20*time.Second, "viewer", "stopWatching", nil)
 }
 
 // ---- Reel's API ----
 
 type streamInfo struct {
-	Session string `json:"session"`
+	// Started tells one publication from the next (session ids are shown
+	// to admins only, and auth is off here).
+	Started time.Time `json:"started"`
 	Tracks  []struct {
 		Kind  string `json:"kind"`
 		Codec string `json:"codec"`
@@ -435,7 +480,8 @@ func readLive(t *testing.T, g *gateway, stream, videoCodec string, start time.Ti
 	}
 	hlsURL := g.HTTP + "/hls/" + stream + "/index.m3u8"
 	if videoCodec == "vp8" {
-		// SPEC: HLS cannot carry VP8; the playlist says so clearly.
+		// HLS cannot carry VP8 (fMP4 has no VP8 mapping that players
+		// take); the playlist says so clearly.
 		resp, err := http.Get(hlsURL)
 		if err != nil {
 			t.Fatal(err)
@@ -481,7 +527,7 @@ func ffmpegDecode(t *testing.T, ctx context.Context, target string, inputArgs, o
 	t.Helper()
 	args := append([]string{"-nostdin", "-v", "error"}, inputArgs...)
 	args = append(append(append(args, "-i", target, "-map", "0"), outputArgs...),
-		"-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null", "-")
+		"-fps_mode", "passthrough", "-enc_time_base:v", "1:1000", "-enc_time_base", "-1", "-f", "null", "-")
 	out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput()
 	var bad []string
 	noted := map[string]bool{}
@@ -566,6 +612,11 @@ func probeBoth(t *testing.T, ctx context.Context, what, url, videoCodec string, 
 type wantRecording struct {
 	ext, videoCodec string
 	profile         string // ffprobe's H.264 profile, if it matters
+	// held is how long the publisher captured before it connected: a
+	// sender that holds what it encoded until DTLS is up (webrtcbin)
+	// sends it in a burst, and the recording places it at its capture
+	// time (lip sync), so the file may be that much longer.
+	held time.Duration
 }
 
 // finishedRecording waits for the one finalized recording of a stream; a
@@ -631,8 +682,8 @@ func checkInteropRecording(t *testing.T, file string, want wantRecording, publis
 		t.Fatalf("H.264 profile %q, want %q", v.Profile, want.profile)
 	}
 	d := p.Duration()
-	if diff := d - published; diff < -published/10 || diff > published/10 {
-		t.Fatalf("duration %v, published for %v: more than 10%% apart", d, published)
+	if diff := d - published; diff < -published/10 || diff > published/10+want.held {
+		t.Fatalf("duration %v, published for %v (after %v of capture held before connecting): more than 10%% apart", d, published, want.held)
 	}
 	t.Logf("recording %s: %s %dx%d (%s) + opus, %v for %v published", filepath.Base(file), v.CodecName, v.Width, v.Height, v.Profile, d.Round(10*time.Millisecond), published.Round(10*time.Millisecond))
 	checkMKVToolNix(t, ctx, file, want, d)
@@ -643,7 +694,8 @@ func checkInteropRecording(t *testing.T, file string, want wantRecording, publis
 	// A seek lands on the cue point before it: that must be a keyframe.
 	for _, at := range []time.Duration{d / 4, d / 2, d * 3 / 4} {
 		ss := []string{"-ss", fmt.Sprintf("%.3f", at.Seconds())}
-		if err := ffmpegDecode(t, ctx, file, ss, []string{"-frames:v", "10"}); err != nil {
+		// Each frame as stored (see mediacheck.SeekDecode).
+		if err := ffmpegDecode(t, ctx, file, ss, []string{"-frames:v", "10", "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"}); err != nil {
 			t.Fatalf("seek to %v: %v", at, err)
 		}
 	}
@@ -806,6 +858,12 @@ type gstEvent struct {
 	OfferCandidates  int     `json:"offer_candidates"`
 	PublishedSeconds float64 `json:"published_seconds"`
 	DeleteStatus     int     `json:"delete_status"`
+	To               string  `json:"to"` // "redirected": where the 307 sent the offer
+	// Post is when the WHIP offer was POSTed and answered (Unix seconds).
+	Post *struct {
+		SentAt     float64 `json:"sent_at"`
+		AnsweredAt float64 `json:"answered_at"`
+	} `json:"post"`
 }
 
 // needGStreamer checks, by running the script's --check, that Python's
@@ -836,7 +894,9 @@ type gstPublisher struct {
 	done   chan struct{}
 }
 
-func startGStreamer(t *testing.T, art, url string) *gstPublisher {
+// startGStreamer runs the driver; extra are more of its flags (such as
+// --source flashbeep).
+func startGStreamer(t *testing.T, art, url string, extra ...string) *gstPublisher {
 	t.Helper()
 	p := &gstPublisher{events: make(chan gstEvent, 8), done: make(chan struct{})}
 	logFile, err := os.Create(filepath.Join(art, "gstreamer.log"))
@@ -845,8 +905,8 @@ func startGStreamer(t *testing.T, art, url string) *gstPublisher {
 	}
 	// --seconds 0: publish until we write "stop"; --local-ip keeps ICE on
 	// loopback, where reel listens.
-	p.cmd = exec.Command(gstPython(), filepath.Join(interopDir, "gst_whip_publish.py"),
-		"--url", url, "--seconds", "0", "--local-ip", "127.0.0.1", "--verbose")
+	p.cmd = exec.Command(gstPython(), append([]string{filepath.Join(interopDir, "gst_whip_publish.py"),
+		"--url", url, "--seconds", "0", "--local-ip", "127.0.0.1", "--verbose"}, extra...)...)
 	p.cmd.Stderr = logFile
 	p.cmd.Env = append(os.Environ(), "GST_DEBUG=webrtcbin:3,webrtcice:3,*:1")
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {

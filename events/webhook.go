@@ -15,16 +15,23 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/internal/id"
 )
 
-// SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the body,
-// keyed with Config.Secret.
+// SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of
+// "<t>.<body>">", keyed with Config.Secret. The time is signed with the
+// body, so a receiver that checks it against its clock (Verify,
+// SignatureTolerance) refuses a request replayed later.
 const SignatureHeader = "X-Reel-Signature"
+
+// SignatureTolerance is how far from its own clock a receiver should
+// accept a signature's time: clock skew and retries, not replays.
+const SignatureTolerance = 5 * time.Minute
 
 // Config configures a Dispatcher. Zero values take the defaults below.
 type Config struct {
@@ -138,7 +145,7 @@ func New(cfg Config) (*Dispatcher, error) {
 // and recorder hooks may call it. ID and Time are filled in when empty.
 func (d *Dispatcher) Emit(ev Event) {
 	if ev.ID == "" {
-		ev.ID = ingest.NewID()
+		ev.ID = id.New()
 	}
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
@@ -307,7 +314,8 @@ func (d *Dispatcher) post(ctx context.Context, dl delivery) (retryAfter time.Dur
 	req.Header.Set("X-Reel-Event", string(dl.ev.Type))
 	req.Header.Set("X-Reel-Delivery", dl.ev.ID)
 	if d.cfg.Secret != "" {
-		req.Header.Set(SignatureHeader, Sign(d.cfg.Secret, dl.body))
+		// Signed afresh for each attempt: a retry is sent with its own time.
+		req.Header.Set(SignatureHeader, Sign(d.cfg.Secret, time.Now(), dl.body))
 	}
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
@@ -333,18 +341,61 @@ func (d *Dispatcher) post(ctx context.Context, dl delivery) (retryAfter time.Dur
 	}
 }
 
-// Sign returns the X-Reel-Signature value for body: "sha256=" and the hex
-// HMAC-SHA256 of the body keyed with secret.
-func Sign(secret string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+// Sign returns the X-Reel-Signature value for body sent at t:
+// "t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with secret>".
+func Sign(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, ts, body))
 }
 
-// Verify reports whether signature is body's valid X-Reel-Signature, in
-// constant time; receivers written in Go can use it.
-func Verify(secret string, body []byte, signature string) bool {
-	return hmac.Equal([]byte(Sign(secret, body)), []byte(signature))
+func mac(secret, ts string, body []byte) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// Signature errors, from Verify.
+var (
+	ErrNoSignature  = errors.New("the request has no valid X-Reel-Signature (t=...,v1=...)")
+	ErrBadSignature = errors.New("the signature does not match the body")
+	ErrStale        = errors.New("the signature's time is too far from now: a replay, or a clock that is off")
+)
+
+// Verify checks an X-Reel-Signature header against body, in constant
+// time, and that its time is within tolerance of now; receivers written
+// in Go can use it (with SignatureTolerance).
+func Verify(secret string, body []byte, header string, tolerance time.Duration, now time.Time) error {
+	var ts string
+	var sigs [][]byte
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			if b, err := hex.DecodeString(v); err == nil {
+				sigs = append(sigs, b)
+			}
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || len(sigs) == 0 {
+		return ErrNoSignature
+	}
+	want := mac(secret, ts, body)
+	ok := false
+	for _, sig := range sigs {
+		ok = hmac.Equal(want, sig) || ok
+	}
+	if !ok {
+		return ErrBadSignature
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return ErrStale
+	}
+	return nil
 }
 
 // redact drops credentials and the query from a URL for logs: webhook URLs

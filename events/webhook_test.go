@@ -3,16 +3,20 @@ package events
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
+	"github.com/reel-gateway/reel/meetings"
 	"github.com/reel-gateway/reel/recorder"
 )
 
@@ -99,12 +103,12 @@ func waitStats(t *testing.T, d *Dispatcher, what string, cond func(Stats) bool) 
 	}
 }
 
-func streamInfo() ingest.StreamInfo {
-	return ingest.StreamInfo{Name: "cam1", Session: "s1", Protocol: "whip", Remote: "127.0.0.1:5000",
+func streamInfo() live.StreamInfo {
+	return live.StreamInfo{Name: "cam1", Session: "s1", Protocol: "whip", Remote: "127.0.0.1:5000",
 		Started: time.Now().Add(-3 * time.Second),
-		Tracks: []ingest.TrackInfo{
-			{Kind: ingest.Video, Codec: ingest.VP8, Packets: 10, Bytes: 1000},
-			{Kind: ingest.Audio, Codec: ingest.Opus, Packets: 5, Bytes: 200},
+		Tracks: []live.TrackInfo{
+			{Kind: live.Video, Codec: live.VP8, Packets: 10, Bytes: 1000},
+			{Kind: live.Audio, Codec: live.Opus, Packets: 5, Bytes: 200},
 		}}
 }
 
@@ -117,11 +121,33 @@ func TestSignedJSONDelivery(t *testing.T) {
 
 	req := r.requests()[0]
 	sig := req.header.Get(SignatureHeader)
-	if !strings.HasPrefix(sig, "sha256=") || !Verify(secret, req.body, sig) {
-		t.Fatalf("signature %q does not verify", sig)
+	now := time.Now()
+	if !regexp.MustCompile(`^t=\d+,v1=[0-9a-f]{64}$`).MatchString(sig) {
+		t.Fatalf("signature %q is not t=<unix seconds>,v1=<hex HMAC-SHA256>", sig)
 	}
-	if Verify("other", req.body, sig) || Verify(secret, append(req.body, ' '), sig) {
-		t.Fatal("signature verifies with the wrong secret or body")
+	if err := Verify(secret, req.body, sig, SignatureTolerance, now); err != nil {
+		t.Fatalf("signature %q does not verify: %v", sig, err)
+	}
+	if err := Verify("other", req.body, sig, SignatureTolerance, now); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("the wrong secret: %v", err)
+	}
+	if err := Verify(secret, append(req.body, ' '), sig, SignatureTolerance, now); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("another body: %v", err)
+	}
+	// The time is signed: a replay later is refused, and moving t to now
+	// breaks the signature.
+	if err := Verify(secret, req.body, sig, SignatureTolerance, now.Add(6*time.Minute)); !errors.Is(err, ErrStale) {
+		t.Fatalf("replayed 6 minutes later: %v", err)
+	}
+	_, mac, _ := strings.Cut(sig, ",")
+	moved := "t=" + strconv.FormatInt(now.Add(6*time.Minute).Unix(), 10) + "," + mac
+	if err := Verify(secret, req.body, moved, SignatureTolerance, now.Add(6*time.Minute)); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("replayed with a new t: %v", err)
+	}
+	for _, bad := range []string{"", "sha256=" + strings.Repeat("0", 64), "t=x,v1=00", "t=1"} {
+		if err := Verify(secret, req.body, bad, SignatureTolerance, now); !errors.Is(err, ErrNoSignature) {
+			t.Errorf("header %q: %v", bad, err)
+		}
 	}
 	if ct := req.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
@@ -358,5 +384,22 @@ func TestRedirectIsAFailureNotAGet(t *testing.T) {
 	defer mu.Unlock()
 	if gets != 0 || s.Retries != 0 {
 		t.Errorf("redirect followed with %d GETs, %d retries", gets, s.Retries)
+	}
+}
+
+// The meeting events point at the manifest whose SHA-256 meeting.ended
+// carries: what that URL serves is what the checksum is of.
+func TestFromMeeting(t *testing.T) {
+	m := meetings.Manifest{Meeting: "board-42", ID: "board-42_20260101T090000Z", Participants: []meetings.Participant{{Name: "alice"}}}
+	started, ended := FromMeeting(meetings.Started, m, "abc"), FromMeeting(meetings.Ended, m, "abc")
+	for _, e := range []Event{started, ended} {
+		d := e.Data.(MeetingData)
+		if d.ManifestURL != "/api/v1/meetings/board-42_20260101T090000Z/manifest.json" || e.Stream != "board-42" || d.Participants[0] != "alice" {
+			t.Errorf("%s: %+v", e.Type, d)
+		}
+	}
+	if started.Type != MeetingStarted || started.Data.(MeetingData).ManifestSHA256 != "" ||
+		ended.Type != MeetingEnded || ended.Data.(MeetingData).ManifestSHA256 != "abc" {
+		t.Errorf("started %+v, ended %+v", started, ended)
 	}
 }

@@ -14,7 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/reel-gateway/reel/internal/atomicfile"
 )
 
 // The catalog keeps no database: the recordings and their sidecars are the
@@ -55,6 +58,9 @@ var (
 	// ErrOutside refuses a file that resolves outside the recordings
 	// directory (a symbolic link put there after the scan).
 	ErrOutside = errors.New("the recording file is outside the recordings directory")
+	// ErrNotRegular refuses a recording whose file is not a regular file
+	// (a FIFO or a device put there after the scan).
+	ErrNotRegular = errors.New("the recording file is not a regular file")
 )
 
 // Catalog indexes the recordings under a directory. It is built by
@@ -97,8 +103,9 @@ type fileGroup struct {
 // mediaExts are the recording file extensions.
 var mediaExts = []string{".webm", ".mkv"}
 
-// scan walks root (the root and one level of stream folders) and groups
-// what it finds by recording. Symbolic links are never followed.
+// scan walks root (the root, stream folders, and meetings' occurrence
+// folders inside meeting folders: two levels) and groups what it finds by
+// recording. Symbolic links are never followed.
 func scan(root string) ([]*fileGroup, error) {
 	groups := map[string]*fileGroup{}
 	group := func(final string) *fileGroup {
@@ -117,7 +124,7 @@ func scan(root string) ([]*fileGroup, error) {
 			return nil // an unreadable folder: list what can be read
 		}
 		if d.IsDir() {
-			if path != root && (strings.HasPrefix(d.Name(), ".") || filepath.Dir(path) != root) {
+			if path != root && (strings.HasPrefix(d.Name(), ".") || depth(root, path) > 2) {
 				return filepath.SkipDir
 			}
 			return nil
@@ -148,6 +155,15 @@ func scan(root string) ([]*fileGroup, error) {
 	}
 	slices.SortFunc(out, func(a, b *fileGroup) int { return strings.Compare(a.finalPath, b.finalPath) })
 	return out, nil
+}
+
+// depth is how many folders path is below root.
+func depth(root, path string) int {
+	rel, err := filepath.Rel(root, path)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(rel, string(filepath.Separator)) + 1
 }
 
 func hasMediaExt(name string) bool {
@@ -304,7 +320,7 @@ func idOf(finalPath string) string {
 	if ValidID(id) {
 		return id
 	}
-	return sanitizeName(id)
+	return SafeName(id)
 }
 
 // ValidID reports whether id has the form of a recording id: 1 to 255
@@ -323,13 +339,21 @@ func ValidID(id string) bool {
 	return true
 }
 
-// add indexes a recording found on disk under a unique id.
+// add indexes a recording found on disk under a unique id. Files that
+// share a name in two containers (x.mkv and x.webm, written by older
+// versions) get distinct ids: the first in path order keeps the name,
+// the next its name and container ("x-webm"). Scans see the files in the
+// same order, so ids stay the same across restarts.
 func (c *Catalog) add(info Info, final string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id := idOf(final)
+	base := idOf(final)
+	id := base
+	if c.byID[id] != nil {
+		id = base + "-" + strings.TrimPrefix(filepath.Ext(final), ".")
+	}
 	for n := 2; c.byID[id] != nil; n++ {
-		id = fmt.Sprintf("%s-%d", idOf(final), n)
+		id = fmt.Sprintf("%s-%d", base, n)
 	}
 	info.ID = id
 	c.byID[id] = &entry{info: info, final: final}
@@ -375,6 +399,7 @@ func (c *Catalog) snapshot() []Info {
 
 func cloneInfo(in Info) Info {
 	in.Codecs = append([]string{}, in.Codecs...)
+	in.Tracks = append([]TrackInfo(nil), in.Tracks...)
 	return in
 }
 
@@ -409,7 +434,12 @@ func newer(a, b Info) int {
 }
 
 // List returns the recordings q selects, newest first, one page at a time.
-func (c *Catalog) List(q Query) (Page, error) {
+func (c *Catalog) List(q Query) (Page, error) { return Select(c.snapshot(), q) }
+
+// Select returns the recordings of all that q selects, newest first, one
+// page at a time, as List does (an archive adds recordings kept
+// elsewhere). all is reordered.
+func Select(all []Info, q Query) (Page, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -424,7 +454,6 @@ func (c *Catalog) List(q Query) (Page, error) {
 		after = &k
 	}
 	now := time.Now()
-	all := c.snapshot()
 	sel := all[:0]
 	for _, in := range all {
 		if q.Stream != "" && in.Stream != q.Stream {
@@ -493,8 +522,10 @@ func (c *Catalog) Stats() Stats {
 }
 
 // Open opens a finished recording's file for reading. It refuses a file
-// that is still being written, and any path that resolves (through
-// symbolic links) outside the recordings directory.
+// that is still being written, any path that resolves (through symbolic
+// links) outside the recordings directory, and anything but a regular
+// file: the open does not block (a FIFO would wait for a writer forever)
+// and the type is checked on the opened file itself.
 func (c *Catalog) Open(id string) (*os.File, Info, error) {
 	info, ok := c.Get(id)
 	if !ok {
@@ -507,7 +538,7 @@ func (c *Catalog) Open(id string) (*os.File, Info, error) {
 	if err != nil {
 		return nil, info, err
 	}
-	f, err := os.Open(resolved)
+	f, err := os.OpenFile(resolved, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, info, ErrNotFound
@@ -515,9 +546,13 @@ func (c *Catalog) Open(id string) (*os.File, Info, error) {
 		return nil, info, fmt.Errorf("opening recording %s: %w", id, err)
 	}
 	st, err := f.Stat()
-	if err != nil || !st.Mode().IsRegular() {
+	if err != nil {
 		f.Close()
-		return nil, info, fmt.Errorf("recording %s is not a regular file", id)
+		return nil, info, fmt.Errorf("reading recording %s: %w", id, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, info, ErrNotRegular
 	}
 	info.Size = st.Size()
 	return f, info, nil
@@ -581,6 +616,6 @@ func (c *Catalog) Delete(id string) (Info, error) {
 	if err := os.Remove(sidecarPath(e.final)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.log.Warn("recording deleted but not its metadata file", "recording", id, "error", err)
 	}
-	syncDir(filepath.Dir(info.Path))
+	atomicfile.SyncDir(filepath.Dir(info.Path))
 	return info, nil
 }

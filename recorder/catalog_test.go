@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/live"
 )
 
 // publishAll publishes src on stream into a hub recorded by r and waits
 // until every file is final.
 func publishAll(t *testing.T, r *Recorder, stream string, src hubtest.Source) {
 	t.Helper()
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
 	p, err := hubtest.Publish(context.Background(), hub, stream, src)
 	if err != nil {
@@ -81,9 +81,9 @@ func TestSegments(t *testing.T) {
 		src    hubtest.Source
 		frames int // video frames in the fixture
 	}{
-		{"vp8", hubtest.Source{Video: ingest.VP8, Audio: true}, 180},
-		{"h264", hubtest.Source{Video: ingest.H264, Audio: true, SeparateParamSets: true}, 180},
-		{"h265", hubtest.Source{Video: ingest.H265, Audio: true}, 180},
+		{"vp8", hubtest.Source{Video: live.VP8, Audio: true}, 180},
+		{"h264", hubtest.Source{Video: live.H264, Audio: true, SeparateParamSets: true}, 180},
+		{"h265", hubtest.Source{Video: live.H265, Audio: true}, 180},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -145,7 +145,7 @@ func TestCatalogScan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishAll(t, r, "cam/one", hubtest.Source{Video: ingest.VP9, Audio: true})
+	publishAll(t, r, "cam/one", hubtest.Source{Video: live.VP9, Audio: true})
 	r.Close()
 	recs := listAll(t, r.Catalog(), Query{})
 	if len(recs) != 1 {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // fakeDisk is a FreeSpacer the test turns up and down.
@@ -46,9 +46,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func hasRecordConsumer(s *ingest.Stream) bool {
+func hasRecordConsumer(s *live.Stream) bool {
 	for _, sub := range s.Subscriptions() {
-		if sub.Kind == string(ingest.OutputRecord) {
+		if sub.Kind == string(live.OutputRecord) {
 			return true
 		}
 	}
@@ -65,7 +65,7 @@ func TestDiskGuard(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r, err := New(Config{Dir: t.TempDir(), Enabled: true, Logger: log, MinFreeSpace: 1e9, FreeSpace: disk,
-		SegmentDuration: time.Second, maintEvery: time.Hour})
+		SegmentDuration: time.Second, CheckInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,11 +79,11 @@ func TestDiskGuard(t *testing.T) {
 	if !strings.Contains(reason, "free disk space (100MB) is below recordings.min_free_space (1GB)") {
 		t.Errorf("paused reason %q", reason)
 	}
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := hubtest.Publish(ctx, hub, "low", hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+	p, err := hubtest.Publish(ctx, hub, "low", hubtest.Source{Video: live.VP8, Audio: true, Loop: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestDiskGuard(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
-	p2, err := hubtest.Publish(ctx2, hub, "ok", hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+	p2, err := hubtest.Publish(ctx2, hub, "ok", hubtest.Source{Video: live.VP8, Audio: true, Loop: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,12 @@ package recorder
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -141,10 +146,19 @@ func openPart(name string) (osFile, error) {
 	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+// fileSHA256 is the hex SHA-256 of a file. A recording's is taken when it
+// is final, by reading it back (from the page cache, just written): it
+// cannot be taken while writing, since Matroska's header is rewritten at
+// the end (Duration, the Cues' place).
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
 	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", filepath.Base(path), err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // memFile records every call a partFile makes to the OS.
@@ -58,8 +58,8 @@ func TestPartFileWritesWholeClusters(t *testing.T) {
 	mem := &memFile{}
 	pf := newPartFile(mem)
 	w, err := newMatroskaWriter(pf, "webm", time.Now(), []trackSpec{
-		{codec: ingest.VP8, width: 64, height: 48},
-		{codec: ingest.Opus, channels: 2, codecPrivate: opusHead(2)},
+		{codec: live.VP8, width: 64, height: 48},
+		{codec: live.Opus, channels: 2, codecPrivate: opusHead(2)},
 	}, func(err error) { t.Errorf("fatal: %v", err) }, func(err error) { t.Errorf("error: %v", err) })
 	if err != nil {
 		t.Fatal(err)
@@ -129,10 +129,10 @@ func TestDiskFull(t *testing.T) {
 		}
 		return &fullDisk{File: f.(*os.File), left: 200 << 10}, nil
 	}
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
 	p, err := hubtest.Publish(context.Background(), hub, "full",
-		hubtest.Source{Video: ingest.H264, Audio: true, SeparateParamSets: true})
+		hubtest.Source{Video: live.H264, Audio: true, SeparateParamSets: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/live"
 )
 
 // The recorder fuzz target drives a recording's consumer through a real hub
@@ -40,8 +40,8 @@ type fuzzPacket struct {
 }
 
 type fuzzSource struct {
-	codec   ingest.Codec
-	tracks  [2]ingest.Track // templates: copied per run (Track holds counters)
+	codec   live.Codec
+	tracks  [2]live.Track // templates: copied per run (Track holds counters)
 	packets []fuzzPacket
 }
 
@@ -61,17 +61,17 @@ func loadFuzzSources() ([]*fuzzSource, error) {
 			fuzzSourcesErr = err
 			return
 		}
-		for _, c := range []ingest.Codec{ingest.H264, ingest.VP8, ingest.H265} {
+		for _, c := range []live.Codec{live.H264, live.VP8, live.H265} {
 			src := &fuzzSource{codec: c}
 			var video []testmedia.Sample
 			var pay rtp.Payloader
-			src.tracks[0] = ingest.Track{Kind: ingest.Video, Codec: c, ClockRate: 90000}
+			src.tracks[0] = live.Track{Kind: live.Video, Codec: c, ClockRate: 90000}
 			switch c {
-			case ingest.H264:
+			case live.H264:
 				src.tracks[0].PayloadType, src.tracks[0].Fmtp = 102, "packetization-mode=1;profile-level-id=640032"
 				pay = &codecs.H264Payloader{}
 				video, err = testmedia.ReadH264(filepath.Join(testmedia.Dir(), "h264.h264"), 30)
-			case ingest.H265:
+			case live.H265:
 				src.tracks[0].PayloadType, src.tracks[0].Fmtp = 104, "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
 				pay = &codecs.H265Payloader{}
 				video, err = testmedia.ReadH265(filepath.Join(testmedia.Dir(), "h265.h265"), 30)
@@ -84,7 +84,7 @@ func loadFuzzSources() ([]*fuzzSource, error) {
 				fuzzSourcesErr = err
 				return
 			}
-			src.tracks[1] = ingest.Track{Kind: ingest.Audio, Codec: ingest.Opus, PayloadType: 111, ClockRate: 48000, Channels: 2}
+			src.tracks[1] = live.Track{Kind: live.Audio, Codec: live.Opus, PayloadType: 111, ClockRate: 48000, Channels: 2}
 			vp := rtp.NewPacketizer(1200, 102, 0x1111, pay, rtp.NewFixedSequencer(65000), 90000)
 			ap := rtp.NewPacketizer(1200, 111, 0x2222, &codecs.OpusPayloader{}, rtp.NewFixedSequencer(100), 48000)
 			src.packets = append(src.packets, packetize(0, vp, video, 90000, 2*time.Second)...)
@@ -195,15 +195,15 @@ func recordPackets(t *testing.T, src *fuzzSource, pkts []fuzzPacket, log *slog.L
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
-	tracks := []*ingest.Track{new(ingest.Track), new(ingest.Track)}
+	tracks := []*live.Track{new(live.Track), new(live.Track)}
 	for i, tr := range tracks {
 		tmpl := &src.tracks[i]
 		tr.Kind, tr.Codec, tr.PayloadType, tr.ClockRate, tr.Channels, tr.Fmtp =
 			tmpl.Kind, tmpl.Codec, tmpl.PayloadType, tmpl.ClockRate, tmpl.Channels, tmpl.Fmtp
 	}
-	s, err := hub.Publish("fuzz", ingest.PublishSpec{Session: "fuzz", Protocol: "test", Tracks: tracks})
+	s, err := hub.Publish("fuzz", live.PublishSpec{Session: "fuzz", Protocol: "test", Tracks: tracks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func recordPackets(t *testing.T, src *fuzzSource, pkts []fuzzPacket, log *slog.L
 	}
 	sub := subs[0]
 	t0 := time.Now()
-	buf := make([]byte, ingest.MaxPacketSize)
+	buf := make([]byte, live.MaxPacketSize)
 	var written uint64
 	for _, fp := range pkts {
 		n, err := fp.pkt.MarshalTo(buf)
@@ -225,7 +225,7 @@ func recordPackets(t *testing.T, src *fuzzSource, pkts []fuzzPacket, log *slog.L
 		}
 		// Keep well inside the queue: drops are tested elsewhere, and
 		// here they would make the input's effect depend on scheduling.
-		for deadline := time.Now().Add(10 * time.Second); written-sub.Delivered()-sub.Dropped() > ingest.DefaultQueueSize/2; {
+		for deadline := time.Now().Add(10 * time.Second); written-sub.Delivered()-sub.Dropped() > live.DefaultQueueSize/2; {
 			if time.Now().After(deadline) {
 				t.Fatal("the recording's consumer is stuck")
 			}
@@ -369,70 +369,4 @@ func TestGarbageRecordingsPlay(t *testing.T) {
 			}
 		})
 	}
-}
-
-// FuzzDepacketize feeds arbitrary payloads, in sequence, to each codec's
-// depacketizer: the frame assembly behind every recording must reject
-// garbage with an error, never a panic. data is split into packets by
-// length bytes; the marker bit is set on every third.
-func FuzzDepacketize(f *testing.F) {
-	f.Add(byte(0), []byte{3, 0x7c, 0x85, 0x00, 3, 0x7c, 0x45, 0x01})                               // H.264 FU-A
-	f.Add(byte(0), []byte{9, 0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce, 2, 0x65, 0x88}) // STAP-A, IDR
-	f.Add(byte(1), []byte{6, 0x90, 0x80, 0x01, 0x10, 0x02, 0x9d, 4, 0x80, 0x80, 0x02, 0x00})       // VP8
-	f.Add(byte(2), []byte{5, 0x8c, 0x01, 0x02, 0x03, 0x04, 3, 0x84, 0x05, 0x06})                   // VP9
-	f.Add(byte(3), []byte{6, 0x18, 0x0a, 0x0b, 0x00, 0x00, 0x00, 4, 0x10, 0x32, 0x00, 0x12})       // AV1
-	f.Add(byte(4), []byte{3, 0xfc, 0xff, 0xfe})                                                    // Opus
-	// H.265: the fixture's parameter sets, so that mutations reach the SPS
-	// parser and the hvcC; an aggregation packet with a truncated SPS.
-	f.Add(byte(5), h265FuzzSeed(f))
-	f.Add(byte(5), []byte{10, 0x60, 0x01, 0x00, 0x02, 0x40, 0x01, 0x00, 0x02, 0x42, 0x01, 3, 0x26, 0x01, 0xaf})
-	codecs := []ingest.Codec{ingest.H264, ingest.VP8, ingest.VP9, ingest.AV1, ingest.Opus, ingest.H265}
-	f.Fuzz(func(t *testing.T, which byte, data []byte) {
-		c := codecs[int(which)%len(codecs)]
-		tr := &ingest.Track{Kind: c.Kind(), Codec: c, ClockRate: c.ClockRate()}
-		d, err := newDepacketizer(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for seq := uint16(0); len(data) > 0; seq++ {
-			n := min(int(data[0]), len(data)-1)
-			payload := data[1 : 1+n]
-			data = data[1+n:]
-			pkt := &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: uint32(seq/3) * 3000, Marker: seq%3 == 2}, Payload: payload}
-			fr, err := d.decode(pkt)
-			if err == nil && fr != nil && fr.keyframe && fr.codecPrivate != nil && len(fr.data) == 0 {
-				t.Fatalf("%s: a keyframe without data", c)
-			}
-		}
-	})
-}
-
-// h265FuzzSeed is a FuzzDepacketize input for one H.265 keyframe: the
-// fixture's VPS, SPS and PPS in an aggregation packet, then the start of
-// its first IDR slice twice, the second with the marker bit.
-func h265FuzzSeed(f *testing.F) []byte {
-	samples, err := testmedia.ReadH265(testmedia.Path("h265.h265"), 30)
-	if err != nil {
-		f.Fatal(err)
-	}
-	ap := []byte{0x60, 0x01}
-	var idr []byte
-	for _, n := range testmedia.SplitAnnexB(samples[0].Data) {
-		switch testmedia.H265Type(n) {
-		case 32, 33, 34: // VPS, SPS, PPS
-			ap = append(append(ap, byte(len(n)>>8), byte(len(n))), n...)
-		case 19, 20: // IDR
-			if idr == nil {
-				idr = n[:min(len(n), 16)]
-			}
-		}
-	}
-	if len(ap) > 255 || idr == nil {
-		f.Fatalf("the fixture's first access unit does not fit a seed: %d bytes of parameter sets", len(ap))
-	}
-	seed := append([]byte{byte(len(ap))}, ap...)
-	for range 2 {
-		seed = append(append(seed, byte(len(idr))), idr...)
-	}
-	return seed
 }

@@ -1,26 +1,30 @@
 package recorder
 
+import "time"
+
 // queuedFrame is a frame on the file's timeline, waiting to be written.
 type queuedFrame struct {
 	track    int
 	keyframe bool
 	ts       int64
 	data     []byte
+	queued   time.Time // when it was queued, by the packets' arrival
 }
 
 // interleaver orders frames of all tracks by timestamp: Matroska players
 // expect them interleaved, and ebml-go cuts clusters by the frames it sees.
 type interleaver struct {
-	q      [][]queuedFrame
-	newest int64
+	q [][]queuedFrame
 }
 
 // push queues f and returns the frames that can be written now, in order:
-// a frame is written once every track has a later one queued, or when it is
-// maxInterleaveLag older than the newest frame (another track is quiet).
-func (il *interleaver) push(f queuedFrame) []queuedFrame {
+// a frame is written once every track has a frame queued (the earliest of
+// all goes first), or once it has waited maxInterleaveLag (by now, the
+// latest packet's arrival): another track went quiet. Waiting by arrival,
+// not by timestamps, lets a batch of one track's frames (held while the
+// stream's clock settled) wait for the other track's batch.
+func (il *interleaver) push(f queuedFrame, now time.Time) []queuedFrame {
 	il.q[f.track] = append(il.q[f.track], f)
-	il.newest = max(il.newest, f.ts)
 	var out []queuedFrame
 	for {
 		best, all := -1, true
@@ -33,7 +37,7 @@ func (il *interleaver) push(f queuedFrame) []queuedFrame {
 				best = i
 			}
 		}
-		if best < 0 || (!all && il.newest-il.q[best][0].ts <= maxInterleaveLag) {
+		if best < 0 || (!all && now.Sub(il.q[best][0].queued) <= maxInterleaveLag) {
 			return out
 		}
 		out = append(out, il.q[best][0])

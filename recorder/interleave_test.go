@@ -3,6 +3,7 @@ package recorder
 import (
 	"slices"
 	"testing"
+	"time"
 )
 
 func queuedFrames(il *interleaver) int {
@@ -18,10 +19,12 @@ func queuedFrames(il *interleaver) int {
 func TestInterleaverOrders(t *testing.T) {
 	il := interleaver{q: make([][]queuedFrame, 2)}
 	var out []queuedFrame
+	t0 := time.Now()
 	for i := range int64(300) {
-		out = append(out, il.push(queuedFrame{track: 0, ts: i * 33})...)
+		now := t0.Add(time.Duration(i*33) * time.Millisecond)
+		out = append(out, il.push(queuedFrame{track: 0, ts: i * 33, queued: now}, now)...)
 		for j := range int64(2) {
-			out = append(out, il.push(queuedFrame{track: 1, ts: i*33 + j*20 - 120})...)
+			out = append(out, il.push(queuedFrame{track: 1, ts: i*33 + j*20 - 120, queued: now}, now)...)
 		}
 	}
 	out = append(out, il.flush()...)
@@ -42,18 +45,20 @@ func TestInterleaverStaysSmallUnderTimestampJumps(t *testing.T) {
 			il := interleaver{q: make([][]queuedFrame, 2)}
 			most := 0
 			var video, audio int64
+			t0 := time.Now()
 			for i := range 5000 {
+				now := t0.Add(time.Duration(i*20) * time.Millisecond)
 				video += 33
-				il.push(queuedFrame{track: 0, ts: video})
+				il.push(queuedFrame{track: 0, ts: video, queued: now}, now)
 				audio += 20
 				if i%10 == 0 {
 					audio += jump
 				}
-				il.push(queuedFrame{track: 1, ts: audio})
+				il.push(queuedFrame{track: 1, ts: audio, queued: now}, now)
 				most = max(most, queuedFrames(&il))
 			}
-			// maxInterleaveLag of the faster track's frames, and some.
-			if most > 2*maxInterleaveLag/20 {
+			// maxInterleaveLag of both tracks' frames, and some.
+			if most > int(4*maxInterleaveLag/(20*time.Millisecond)) {
 				t.Errorf("up to %d frames queued", most)
 			}
 		})

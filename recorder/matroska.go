@@ -10,7 +10,7 @@ import (
 	"github.com/at-wat/ebml-go/mkvcore"
 	"github.com/at-wat/ebml-go/webm"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
 )
 
 const (
@@ -100,24 +100,24 @@ func trackEntry(number uint64, t trackSpec) (webm.TrackEntry, error) {
 		CodecPrivate: t.codecPrivate,
 	}
 	switch t.codec {
-	case ingest.H264:
+	case live.H264:
 		e.CodecID = "V_MPEG4/ISO/AVC"
-	case ingest.H265:
+	case live.H265:
 		e.CodecID = "V_MPEGH/ISO/HEVC"
-	case ingest.VP8:
+	case live.VP8:
 		e.CodecID = "V_VP8"
-	case ingest.VP9:
+	case live.VP9:
 		e.CodecID = "V_VP9"
-	case ingest.AV1:
+	case live.AV1:
 		e.CodecID = "V_AV1"
-	case ingest.Opus:
+	case live.Opus:
 		e.CodecID = "A_OPUS"
 		e.CodecDelay = opusCodecDelay
 		e.SeekPreRoll = opusSeekPreRoll
 	default:
 		return e, fmt.Errorf("no Matroska mapping for codec %q", t.codec)
 	}
-	if t.codec.Kind() == ingest.Video {
+	if t.codec.Kind() == live.Video {
 		e.Name, e.TrackType = "video", 1
 		e.Video = &webm.Video{PixelWidth: uint64(t.width), PixelHeight: uint64(t.height)}
 	} else {

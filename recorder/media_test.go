@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // requireTools skips when ffmpeg is missing, except in CI where that is a
@@ -59,7 +59,7 @@ func waitRecorded(t *testing.T, r *Recorder, p *hubtest.Publisher) Info {
 		t.Fatalf("publishing: %v", err)
 	}
 	for _, sub := range p.Stream.Subscriptions() {
-		if sub.Kind != string(ingest.OutputRecord) {
+		if sub.Kind != string(live.OutputRecord) {
 			continue
 		}
 		select {
@@ -73,7 +73,7 @@ func waitRecorded(t *testing.T, r *Recorder, p *hubtest.Publisher) Info {
 
 func onlySidecar(t *testing.T, r *Recorder, stream string) Info {
 	t.Helper()
-	sidecars, _ := filepath.Glob(filepath.Join(r.Dir(), sanitizeName(stream), "*.json"))
+	sidecars, _ := filepath.Glob(filepath.Join(r.Dir(), SafeName(stream), "*.json"))
 	if len(sidecars) != 1 {
 		t.Fatalf("want one sidecar for %s, found %v", stream, sidecars)
 	}
@@ -115,6 +115,15 @@ func ffprobe(t *testing.T, path string) probe {
 
 // ffmpegErrors decodes the file and returns what ffmpeg reports at level
 // error: nothing for a clean file. in goes before -i, out after it.
+// seekOutput decodes five frames after a seek, each as stored and in the
+// file's millisecond time base: ffmpeg 5.1 otherwise rescales frames to
+// 1/30 s for the null muxer and, after some seek positions, puts two of
+// them on one tick and reports "non monotonically increasing dts", in any
+// 30 fps file with ms timestamps, ffmpeg's own remux of the fixtures
+// included (-ss 1.464 into h264.h264 + opus.ogg remuxed with -c copy).
+// That is not what a seek test is about.
+var seekOutput = []string{"-frames:v", "5", "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"}
+
 func ffmpegErrors(t *testing.T, path string, in, out []string) string {
 	t.Helper()
 	cmd := append([]string{"-nostdin", "-v", "error"}, in...)
@@ -157,20 +166,23 @@ func TestRecordsRealMedia(t *testing.T) {
 		height    int
 		seconds   float64
 	}{
-		{"vp8-opus", hubtest.Source{Video: ingest.VP8, Audio: true}, "webm", "vp8", true, 640, 360, 6},
-		{"h264-opus", hubtest.Source{Video: ingest.H264, Audio: true, SeparateParamSets: true}, "mkv", "h264", true, 640, 360, 6},
-		{"h264-baseline", hubtest.Source{Video: ingest.H264, VideoFile: "h264-baseline.h264"}, "mkv", "h264", false, 640, 360, 3},
-		{"h265-opus", hubtest.Source{Video: ingest.H265, Audio: true}, "mkv", "hevc", true, 640, 360, 6},
-		{"h265-opus-separate", hubtest.Source{Video: ingest.H265, Audio: true, SeparateParamSets: true}, "mkv", "hevc", true, 640, 360, 6},
-		{"vp9-opus", hubtest.Source{Video: ingest.VP9, Audio: true}, "webm", "vp9", true, 640, 360, 6},
-		{"av1", hubtest.Source{Video: ingest.AV1}, "webm", "av1", false, 640, 360, 3},
+		{"vp8-opus", hubtest.Source{Video: live.VP8, Audio: true}, "webm", "vp8", true, 640, 360, 6},
+		{"h264-opus", hubtest.Source{Video: live.H264, Audio: true, SeparateParamSets: true}, "mkv", "h264", true, 640, 360, 6},
+		{"h264-baseline", hubtest.Source{Video: live.H264, VideoFile: "h264-baseline.h264"}, "mkv", "h264", false, 640, 360, 3},
+		{"h265-opus", hubtest.Source{Video: live.H265, Audio: true}, "mkv", "hevc", true, 640, 360, 6},
+		{"h265-opus-separate", hubtest.Source{Video: live.H265, Audio: true, SeparateParamSets: true}, "mkv", "hevc", true, 640, 360, 6},
+		{"vp9-opus", hubtest.Source{Video: live.VP9, Audio: true}, "webm", "vp9", true, 640, 360, 6},
+		{"av1", hubtest.Source{Video: live.AV1}, "webm", "av1", false, 640, 360, 3},
 		{"opus-only", hubtest.Source{Audio: true}, "webm", "", true, 0, 0, 6},
+		// Simulcast (160x90, 320x180, 640x360): only the top layer.
+		{"simulcast-h264", hubtest.Source{Video: live.H264, Audio: true, Simulcast: true}, "mkv", "h264", true, 640, 360, 6},
+		{"simulcast-vp8", hubtest.Source{Video: live.VP8, Audio: true, Simulcast: true}, "webm", "vp8", true, 640, 360, 6},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := newTestRecorder(t)
-			hub := ingest.NewHub(ingest.Reject)
+			hub := live.NewHub(live.Reject)
 			hub.OnPublish(r.Record)
 			p, err := hubtest.Publish(context.Background(), hub, "live/"+tc.name, tc.src)
 			if err != nil {
@@ -181,7 +193,7 @@ func TestRecordsRealMedia(t *testing.T) {
 			if parts, _ := filepath.Glob(filepath.Join(r.Dir(), "*", "*.part")); len(parts) > 0 {
 				t.Errorf(".part files left: %v", parts)
 			}
-			if tc.video != "" && p.KeyframeRequests.Load() == 0 {
+			if tc.video != "" && p.KeyframeRequests.Load() == 0 && p.LayerKeyframeRequests[2].Load() == 0 {
 				t.Error("the recorder never asked the publisher for a keyframe")
 			}
 
@@ -223,7 +235,7 @@ func TestRecordsRealMedia(t *testing.T) {
 			}
 			mid := strconv.FormatFloat(dur/2, 'f', 2, 64)
 			if tc.video != "" {
-				if msg := ffmpegErrors(t, info.Path, []string{"-ss", mid}, []string{"-frames:v", "5"}); msg != "" {
+				if msg := ffmpegErrors(t, info.Path, []string{"-ss", mid}, seekOutput); msg != "" {
 					t.Errorf("seeking to %s s reports errors:\n%s", mid, msg)
 				}
 			}
@@ -267,15 +279,15 @@ func checkInfo(t *testing.T, info Info, container string) {
 // chaos sits between the stream and the recording: it swaps adjacent
 // packets of a track and drops some, as a network does.
 type chaos struct {
-	next ingest.Consumer
-	held map[*ingest.Track]*ingest.Packet
+	next live.Consumer
+	held map[*live.Track]*live.Packet
 	n    int
 }
 
-func (c *chaos) WritePacket(p *ingest.Packet) {
+func (c *chaos) WritePacket(p *live.Packet) {
 	c.n++
 	dropEvery := 50
-	if p.Track.Kind == ingest.Video {
+	if p.Track.Kind == live.Video {
 		dropEvery = 97
 	}
 	if c.n%dropEvery == 0 {
@@ -300,23 +312,23 @@ func (c *chaos) StreamEnded() {
 		h.Release()
 		delete(c.held, tr)
 	}
-	c.next.(ingest.StreamEnder).StreamEnded()
+	c.next.(live.StreamEnder).StreamEnded()
 }
 
 func TestReorderAndLoss(t *testing.T) {
 	requireTools(t)
 	for _, src := range []hubtest.Source{
-		{Video: ingest.H264, Audio: true, SeparateParamSets: true},
-		{Video: ingest.H265, Audio: true},
-		{Video: ingest.VP8, Audio: true},
+		{Video: live.H264, Audio: true, SeparateParamSets: true},
+		{Video: live.H265, Audio: true},
+		{Video: live.VP8, Audio: true},
 	} {
 		t.Run(string(src.Video), func(t *testing.T) {
 			t.Parallel()
 			r := newTestRecorder(t)
-			r.wrap = func(c ingest.Consumer) ingest.Consumer {
-				return &chaos{next: c, held: map[*ingest.Track]*ingest.Packet{}}
+			r.wrap = func(c live.Consumer) live.Consumer {
+				return &chaos{next: c, held: map[*live.Track]*live.Packet{}}
 			}
-			hub := ingest.NewHub(ingest.Reject)
+			hub := live.NewHub(live.Reject)
 			hub.OnPublish(r.Record)
 			p, err := hubtest.Publish(context.Background(), hub, "lossy", src)
 			if err != nil {
@@ -345,12 +357,12 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestCrash")
 	}
-	video := ingest.Codec(cmp.Or(os.Getenv("REEL_RECORDER_CRASH_CODEC"), string(ingest.H264)))
+	video := live.Codec(cmp.Or(os.Getenv("REEL_RECORDER_CRASH_CODEC"), string(live.H264)))
 	r, err := New(Config{Dir: dir, Enabled: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
 	if _, err := hubtest.Publish(context.Background(), hub, "crash",
 		hubtest.Source{Video: video, Audio: true, SeparateParamSets: true, Loop: true}); err != nil {
@@ -402,4 +414,61 @@ func TestCrash(t *testing.T) {
 	}
 	st, _ := os.Stat(parts[0])
 	t.Logf("after SIGKILL at 3 s: %s, %d bytes, video up to %.2f s", filepath.Base(parts[0]), st.Size(), last)
+}
+
+// A publisher that does not answer keyframe requests (a keyframe every
+// 5 s here) makes the recorder cut clusters without one, every
+// maxClusterMS: the Cues must not send a player to them.
+func TestCuesOnlyOnKeyframes(t *testing.T) {
+	requireTools(t, "ffmpeg", "mkvinfo")
+	r := newTestRecorder(t)
+	hub := live.NewHub(live.Reject)
+	hub.OnPublish(r.Record)
+	p, err := hubtest.Publish(context.Background(), hub, "live/gop5", hubtest.Source{Video: live.H264, VideoFile: "h264-gop5.h264"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := waitRecorded(t, r, p)
+	f, err := os.Open(info.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := readHeader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cues, err := readCues(f, h)
+	if err != nil || len(cues) == 0 {
+		t.Fatalf("the recording has no Cues (%v)", err)
+	}
+	for _, c := range cues {
+		pos := h.segmentData + int64(c.CueTrackPositions[0].CueClusterPosition)
+		fr, ok := firstFrameAt(f, h, pos)
+		if !ok {
+			t.Fatalf("cue point at %d ms names no cluster", c.CueTime)
+		}
+		if !fr.keyframe {
+			t.Errorf("cue point at %d ms: its cluster starts with a frame that is not a keyframe", c.CueTime)
+		}
+	}
+	// The file is still whole for a player that reads it through.
+	if out := ffmpegErrors(t, info.Path, nil, nil); out != "" {
+		t.Errorf("ffmpeg decoding the recording: %s", out)
+	}
+	// And the clusters without a keyframe are still there, without cues.
+	if clusters := countClusters(t, info.Path); clusters <= len(cues) {
+		t.Errorf("%d clusters, %d cue points: the test made no cluster without a keyframe", clusters, len(cues))
+	}
+}
+
+// countClusters counts the Cluster elements of the Matroska file at path,
+// as mkvinfo lists them.
+func countClusters(t *testing.T, path string) int {
+	t.Helper()
+	out, err := exec.Command("mkvinfo", "-v", path).Output()
+	if err != nil {
+		t.Fatalf("mkvinfo: %v", err)
+	}
+	return strings.Count(string(out), "|+ Cluster\n")
 }

@@ -6,7 +6,6 @@
 package recorder
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // Recording states, as in Info.State.
@@ -33,6 +32,10 @@ const (
 
 // DefaultDir is where recordings go unless configured.
 const DefaultDir = "./recordings"
+
+// DefaultMinFreeSpace is the free space below which no new recording
+// starts, unless configured (Config.MinFreeSpace).
+const DefaultMinFreeSpace = 500e6
 
 // Config configures a Recorder.
 type Config struct {
@@ -62,10 +65,59 @@ type Config struct {
 	// final: finished, failed, or repaired (or not) at start. It runs on
 	// the recording's goroutine (or New's): it must not block.
 	OnFinish func(Info)
+	// OnStart, if set, is called when a recording file (or segment) is
+	// opened, with its metadata so far. Same goroutine rules as OnFinish.
+	OnStart func(Info)
+	// OnEvent, if set, is told what happened to a recording's media: a
+	// gap from lost packets, a keyframe the publisher did not send when
+	// asked. Same goroutine rules as OnFinish.
+	OnEvent func(Info, Event)
+	// Place, if set, says where a stream's files go (meetings put every
+	// participant of an occurrence in one folder); nil puts them in a
+	// folder named after the stream.
+	Place func(stream string) Placement
+	// Protect, if set, may keep a finished recording from retention: a
+	// non-empty reason (a legal hold) and retention skips it.
+	Protect func(Info) string
+	// OnDelete, if set, is told of every recording retention deleted.
+	OnDelete func(Deletion)
 
-	// For tests: retention's clock and how often it runs.
-	now        func() time.Time
-	maintEvery time.Duration
+	// CheckInterval is how often retention and the disk guard run
+	// (0: DefaultCheckInterval).
+	CheckInterval time.Duration
+
+	// For tests: retention's clock.
+	now func() time.Time
+}
+
+// Placement is where a stream's recording files go: Dir, a folder below
+// the recordings directory ("board-42/board-42_20261130T221000Z"), and
+// Prefix, the start of every file name ("board-42.alice"), each path
+// element already safe (letters, digits, '.', '_', '-'). Meeting,
+// Occurrence and Participant go into the sidecar.
+type Placement struct {
+	Dir, Prefix                      string
+	Meeting, Occurrence, Participant string
+}
+
+// Event is something that happened to a recording's media, for a
+// meeting's manifest.
+type Event struct {
+	Time time.Time `json:"time"`
+	// Type is "loss" (packets lost: a gap; Lost says how many) or
+	// "keyframe_unanswered" (asked for one, none came within 3 s).
+	Type string `json:"type"`
+	Kind string `json:"kind,omitempty"` // "video", "audio"
+	Lost uint64 `json:"lost,omitempty"`
+}
+
+// TrackInfo is one track of a recording file.
+type TrackInfo struct {
+	Kind  string `json:"kind"`
+	Codec string `json:"codec"`
+	// OffsetMS is where the track's first frame lies after the file's
+	// start (the first video keyframe): audio may begin a little later.
+	OffsetMS int64 `json:"offset_ms"`
 }
 
 // Info describes one recording. It is also the sidecar file's content.
@@ -89,6 +141,16 @@ type Info struct {
 	State string `json:"state"`
 	// Error says why a recording failed.
 	Error string `json:"error,omitempty"`
+	// SHA256 is the hex SHA-256 of the final file (set once finished or
+	// repaired), so an archive can prove the file did not change.
+	SHA256 string `json:"sha256,omitempty"`
+	// Tracks lists the file's tracks and where each begins.
+	Tracks []TrackInfo `json:"tracks,omitempty"`
+	// Meeting, Occurrence and Participant are set for a grouped stream
+	// ("{meeting}/{participant}"): the meeting occurrence it belongs to.
+	Meeting     string `json:"meeting,omitempty"`
+	Occurrence  string `json:"occurrence,omitempty"`
+	Participant string `json:"participant,omitempty"`
 }
 
 // Recorder records every published stream, one file per publication.
@@ -99,7 +161,7 @@ type Recorder struct {
 	// openFile creates a recording's .part file; tests replace it.
 	openFile func(name string) (osFile, error)
 	// wrap lets tests put a consumer between the stream and a recording.
-	wrap func(ingest.Consumer) ingest.Consumer
+	wrap func(live.Consumer) live.Consumer
 
 	cat      *Catalog
 	guard    *diskGuard
@@ -107,6 +169,11 @@ type Recorder struct {
 	maxAge   time.Duration
 	maxTotal uint64
 	onFinish func(Info)
+	onStart  func(Info)
+	onEvent  func(Info, Event)
+	place    func(string) Placement
+	protect  func(Info) string
+	onDelete func(Deletion)
 	retainMu sync.Mutex       // one retention pass at a time
 	now      func() time.Time // retention's clock; tests replace it
 
@@ -141,6 +208,7 @@ func New(cfg Config) (*Recorder, error) {
 	}
 	r := &Recorder{dir: dir, enabled: cfg.Enabled, log: cfg.Logger, openFile: openPart,
 		segment: cfg.SegmentDuration, maxAge: cfg.MaxAge, maxTotal: cfg.MaxTotalSize, onFinish: cfg.OnFinish,
+		onStart: cfg.OnStart, onEvent: cfg.OnEvent, place: cfg.Place, protect: cfg.Protect, onDelete: cfg.OnDelete,
 		now: time.Now, stop: make(chan struct{}), maintDone: make(chan struct{})}
 	if r.cat, err = newCatalog(dir, cfg.Logger); err != nil {
 		return nil, err
@@ -159,7 +227,10 @@ func New(cfg Config) (*Recorder, error) {
 		r.now = cfg.now
 	}
 	if r.maxAge > 0 || r.maxTotal > 0 || r.guard != nil {
-		every := cmp.Or(cfg.maintEvery, maintenanceInterval)
+		every := cfg.CheckInterval
+		if every <= 0 {
+			every = DefaultCheckInterval
+		}
 		go r.maintain(every)
 	} else {
 		close(r.maintDone)
@@ -199,7 +270,7 @@ func (r *Recorder) Dir() string { return r.dir }
 // Record starts recording s. It is meant as the hub's OnPublish hook: it
 // runs before the stream's first packet. It does nothing when recording is
 // disabled or the Recorder is closed.
-func (r *Recorder) Record(s *ingest.Stream) {
+func (r *Recorder) Record(s *live.Stream) {
 	if !r.enabled {
 		return
 	}
@@ -213,7 +284,7 @@ func (r *Recorder) Record(s *ingest.Stream) {
 		log.Warn("stream not recorded", "error", err)
 		return
 	}
-	var c ingest.Consumer = rc
+	var c live.Consumer = rc
 	if r.wrap != nil {
 		c = r.wrap(rc)
 	}
@@ -222,7 +293,7 @@ func (r *Recorder) Record(s *ingest.Stream) {
 	if r.closed {
 		return
 	}
-	sub, err := s.Subscribe(string(ingest.OutputRecord), c, 0)
+	sub, err := s.Subscribe(string(live.OutputRecord), c, 0)
 	if err != nil {
 		log.Warn("stream not recorded", "error", err)
 		return
@@ -273,24 +344,36 @@ func (r *Recorder) remove(rc *recording) {
 // paths returns the folder for stream's files, created, and the base name
 // of a recording started at start.
 func (r *Recorder) paths(stream string, start time.Time) (dir, base string, err error) {
-	name := sanitizeName(stream)
-	dir = filepath.Join(r.dir, name)
+	pl := r.placement(stream)
+	dir = filepath.Join(r.dir, filepath.FromSlash(pl.Dir))
 	if !strings.HasPrefix(dir, r.dir+string(filepath.Separator)) {
 		return "", "", errors.New("stream name escapes the recordings directory")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", fmt.Errorf("creating the stream's recordings directory: %w", err)
 	}
-	return dir, name + "_" + start.UTC().Format("20060102T150405Z"), nil
+	return dir, pl.Prefix + "_" + start.UTC().Format("20060102T150405Z"), nil
+}
+
+// placement is where stream's files go: Config.Place's answer, or a
+// folder and prefix named after the stream.
+func (r *Recorder) placement(stream string) Placement {
+	if r.place != nil {
+		if pl := r.place(stream); pl.Dir != "" && pl.Prefix != "" {
+			return pl
+		}
+	}
+	name := SafeName(stream)
+	return Placement{Dir: name, Prefix: name}
 }
 
 // maxNameLen keeps file names well under file system limits.
 const maxNameLen = 100
 
-// sanitizeName makes a stream name safe as one path element: letters,
+// SafeName makes a stream name safe as one path element: letters,
 // digits, '.', '_' and '-' are kept, everything else becomes '_', and it
 // never starts with '.' (no "..", no hidden files).
-func sanitizeName(s string) string {
+func SafeName(s string) string {
 	var b strings.Builder
 	for _, c := range s {
 		if b.Len() >= maxNameLen {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 func TestSanitizeName(t *testing.T) {
@@ -23,8 +23,8 @@ func TestSanitizeName(t *testing.T) {
 		"Ünïcode-ok_1.2":         "_n_code-ok_1.2",
 		strings.Repeat("a", 300): strings.Repeat("a", maxNameLen),
 	} {
-		if got := sanitizeName(in); got != want {
-			t.Errorf("sanitizeName(%q) = %q, want %q", in, got, want)
+		if got := SafeName(in); got != want {
+			t.Errorf("SafeName(%q) = %q, want %q", in, got, want)
 		}
 	}
 	r := newTestRecorder(t)
@@ -45,9 +45,9 @@ func TestDisabledRecordsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
-	s, err := hub.Publish("x", ingest.PublishSpec{Tracks: []*ingest.Track{{Kind: ingest.Audio, Codec: ingest.Opus, ClockRate: 48000}}})
+	s, err := hub.Publish("x", live.PublishSpec{Tracks: []*live.Track{{Kind: live.Audio, Codec: live.Opus, ClockRate: 48000}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +65,12 @@ func TestDisabledRecordsNothing(t *testing.T) {
 func TestCloseFinalizes(t *testing.T) {
 	requireTools(t)
 	r := newTestRecorder(t)
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p, err := hubtest.Publish(ctx, hub, "shutdown",
-		hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+		hubtest.Source{Video: live.VP8, Audio: true, Loop: true})
 	if err != nil {
 		t.Fatal(err)
 	}

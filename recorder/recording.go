@@ -1,7 +1,6 @@
 package recorder
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,10 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4/pkg/rtpreorderer"
-	"github.com/pion/rtp"
-
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/internal/atomicfile"
+	"github.com/reel-gateway/reel/live"
+	"github.com/reel-gateway/reel/live/frames"
 )
 
 const (
@@ -22,7 +20,7 @@ const (
 	keyframeRetry = time.Second
 	// maxInterleaveLag is how long a track's frames wait for the other
 	// track before being written anyway (the other track went quiet).
-	maxInterleaveLag = 500
+	maxInterleaveLag = 500 * time.Millisecond
 	// segmentSlackMS lets a keyframe this much before a segment's nominal
 	// end start the next one: timestamps rounded to ms put the keyframe
 	// of a 1 s GOP at 1999 ms.
@@ -37,18 +35,24 @@ const (
 // Recorder.Close's goroutine once the subscription has stopped.
 type recording struct {
 	rec    *Recorder
-	stream *ingest.Stream
+	stream *live.Stream
 	log    *slog.Logger
-	sub    *ingest.Subscription // set under rec.mu by Record
+	sub    *live.Subscription // set under rec.mu by Record
 
 	tracks   []*trackState // video first, then audio
 	hasVideo bool
 
-	started   bool
-	stopped   bool
-	t0        time.Time // arrival of the first video keyframe: ms 0
+	started bool
+	stopped bool
+	t0      time.Time // the first video keyframe's Time: ms 0
+	now     time.Time // the latest packet's arrival
+	// early holds audio frames that came before the first keyframe was
+	// whole (a keyframe is large and arrives last): those at or after it
+	// on the timeline are written once the file starts.
+	early     []earlyFrame
 	lastKFReq time.Time
-	lastKeyMS int64 // timeline ms of the last video keyframe written
+	kfAsked   time.Time // when a keyframe was asked for and has not come
+	lastKey   time.Time // arrival of the last video keyframe's first packet
 	file      *partFile
 	w         containerWriter // nil before the first file and once stopped
 	partPath  string
@@ -73,53 +77,70 @@ type recording struct {
 
 // trackState is one track's way from RTP packets to timed frames.
 type trackState struct {
-	track *ingest.Track
+	track *live.Track
 	index int // the track's index in the file
-	// reorder puts late packets back in sequence and reports losses. It is
-	// deprecated upstream in favour of rtcpreceiver.Receiver, which also
-	// sends RTCP; the ingest side owns RTCP here, so the standalone one fits.
-	reorder rtpreorderer.Reorderer //nolint:staticcheck
-	depack  depacketizer
+	// asm assembles frames: reorder, loss, depacketizing, keyframes.
+	asm  *frames.Assembler
+	emit func(frames.Frame) // rc.handle for this track, made once
+	// layer is the simulcast layer recorded, chosen once the layers are
+	// ranked (simulcast.go); nil for other tracks and until then, while
+	// pre assembles every layer.
+	layer     *live.Track
+	pre       map[*live.Track]*frames.Assembler
+	preFrames map[*live.Track][]frames.Frame // since each layer's last keyframe
 
-	// After a loss, the frame being assembled is damaged: drop the frame
-	// with skipTS (the timestamp of the first packet after the loss).
-	skipping, skipSet bool
-	skipTS            uint32
-	needKeyframe      bool
-
-	// Timestamps: RTP timestamps unwrapped to 64 bit, then placed on the
-	// file's timeline at offsetMS from the frame with timestamp base.
-	unwrapped bool
-	lastRaw   uint32
-	ext       int64
+	// Frames are placed by their Time on the stream's timeline (the
+	// stream's clock model, live.Clock), in ms after t0. jumpMS shifts a
+	// track whose timestamps jumped (the publisher restarted its clock)
+	// back next to its previous frame.
 	timed     bool
-	base      int64
-	offsetMS  int64
 	lastMS    int64
+	jumpMS    int64
 	nominalMS int64
+
+	// lostNoted is the loss count last reported to Config.OnEvent, at
+	// lostAt.
+	lostNoted uint64
+	lostAt    time.Time
 }
 
-func newRecording(r *Recorder, s *ingest.Stream) (*recording, error) {
+// earlyFrame is an audio frame waiting for the file to start.
+type earlyFrame struct {
+	ts *trackState
+	f  *frame
+	at time.Time
+}
+
+// maxEarly bounds the audio frames kept before the first keyframe: 5 s of
+// 20 ms Opus frames.
+const maxEarly = 250
+
+func newRecording(r *Recorder, s *live.Stream) (*recording, error) {
 	rc := &recording{rec: r, stream: s, log: r.log.With("stream", s.Name)}
 	rc.streamLog = rc.log
 	var codecs []string
-	for _, kind := range []ingest.MediaKind{ingest.Video, ingest.Audio} {
+	for _, kind := range []live.MediaKind{live.Video, live.Audio} {
 		t := s.Track(kind)
 		if t == nil {
 			continue
 		}
-		d, err := newDepacketizer(t)
-		if err != nil {
-			return nil, err
+		var asm *frames.Assembler
+		if t.Layers() == nil { // a simulcast track's comes with its layer
+			var err error
+			if asm, err = frames.New(t, frames.Config{RequestKeyframe: s.RequestKeyframe, Logger: rc.log, Clock: s.Clock()}); err != nil {
+				return nil, err
+			}
 		}
-		ts := &trackState{track: t, index: len(rc.tracks), depack: d, nominalMS: 20}
-		ts.reorder.BufferSize = 16
-		if kind == ingest.Video {
+		ts := &trackState{track: t, index: len(rc.tracks), asm: asm, nominalMS: 20}
+		ts.emit = func(f frames.Frame) {
+			if err := rc.handle(ts, f); err != nil {
+				rc.finalize(err)
+			}
+		}
+		if kind == live.Video {
 			rc.hasVideo = true
-			ts.reorder.BufferSize = 64
 			ts.nominalMS = 33
 		}
-		ts.reorder.Initialize()
 		rc.tracks = append(rc.tracks, ts)
 		codecs = append(codecs, codecName(t.Codec))
 	}
@@ -131,7 +152,7 @@ func newRecording(r *Recorder, s *ingest.Stream) (*recording, error) {
 	return rc, nil
 }
 
-func (rc *recording) trackOf(t *ingest.Track) *trackState {
+func (rc *recording) trackOf(t *live.Track) *trackState {
 	for _, ts := range rc.tracks {
 		if ts.track == t {
 			return ts
@@ -140,114 +161,104 @@ func (rc *recording) trackOf(t *ingest.Track) *trackState {
 	return nil
 }
 
-// WritePacket implements ingest.Consumer.
-func (rc *recording) WritePacket(p *ingest.Packet) {
+// WritePacket implements live.Consumer.
+func (rc *recording) WritePacket(p *live.Packet) {
 	if rc.stopped {
 		return
 	}
+	if p.Arrival.After(rc.now) {
+		rc.now = p.Arrival
+	}
 	ts := rc.trackOf(p.Track)
 	if ts == nil {
-		return
-	}
-	// The reorderer and the depacketizers keep packets past this call;
-	// the pooled packet is not ours to keep, so copy what they need.
-	pkt := &rtp.Packet{
-		Header: rtp.Header{
-			Marker: p.RTP.Marker, PayloadType: p.RTP.PayloadType,
-			SequenceNumber: p.RTP.SequenceNumber, Timestamp: p.RTP.Timestamp, SSRC: p.RTP.SSRC,
-		},
-		Payload: bytes.Clone(p.RTP.Payload),
-	}
-	pkts, lost := ts.reorder.Process(pkt)
-	for i, q := range pkts {
-		if n := missingBefore(pkts, i, lost); n > 0 {
-			rc.onLoss(ts, n)
+		// A simulcast layer: only the recorded one goes on (simulcast.go).
+		if p.Track.Parent() == nil {
+			return
 		}
-		if err := rc.handle(ts, q, p.Arrival); err != nil {
-			rc.finalize(err)
+		if ts = rc.trackOf(p.Track.Parent()); ts == nil || !rc.inRecordedLayer(ts, p) {
 			return
 		}
 	}
+	if ts.track.Kind == live.Video {
+		rc.askForClusterKeyframe(p)
+	}
+	ts.asm.Push(p, ts.emit)
+	rc.noteEvents(ts, p)
 }
 
-// missingBefore is how many packets were lost just before pkts[i]. The
-// reorderer reports a loss only once it gives up waiting for the missing
-// packet: it then returns every packet it held, all of them after the
-// first gap (with maybe more gaps between them), and the total missing.
-// Each gap must reset the depacketizer before the packet after it, or
-// the frames after a lost one would be written without their reference.
-func missingBefore(pkts []*rtp.Packet, i int, lost uint) uint {
-	if lost == 0 {
-		return 0
+// askForClusterKeyframe keeps keyframes coming often enough that every
+// cluster starts on one. WebRTC publishers send keyframes only when asked,
+// and ebml-go cuts a cluster every maxClusterMS and lists it in Cues even
+// when it does not start on a keyframe, which breaks seeking there. Ask
+// early enough (500 ms covers a round trip and the encoder); OBS's usual
+// 2 s keyframes need no asking. It goes by the packets' arrival, not by
+// what was written, which lags while the stream's clock settles.
+func (rc *recording) askForClusterKeyframe(p *live.Packet) {
+	switch {
+	case live.IsKeyframeStart(p.Track.Codec, p.RTP.Payload):
+		rc.lastKey, rc.kfAsked = p.Arrival, time.Time{}
+	case !rc.lastKey.IsZero() && p.Arrival.Sub(rc.lastKey) >= (maxClusterMS-500)*time.Millisecond:
+		rc.requestKeyframe(false)
 	}
-	if i > 0 {
-		return uint(pkts[i].SequenceNumber - pkts[i-1].SequenceNumber - 1)
-	}
-	first := int(lost)
-	for j := 1; j < len(pkts); j++ {
-		first -= int(pkts[j].SequenceNumber - pkts[j-1].SequenceNumber - 1)
-	}
-	return uint(max(first, 1))
 }
 
-// StreamEnded implements ingest.StreamEnder: the publisher has gone.
-func (rc *recording) StreamEnded() { rc.finalize(nil) }
-
-// onLoss drops the frame being assembled; on video, frames depend on each
-// other, so nothing is written until the next keyframe.
-func (rc *recording) onLoss(ts *trackState, lost uint) {
-	d, err := newDepacketizer(ts.track)
-	if err == nil {
-		ts.depack = d
+// StreamEnded implements live.StreamEnder: the publisher has gone. Frames
+// still held while the stream's clock settled are written first.
+func (rc *recording) StreamEnded() {
+	for _, ts := range rc.tracks {
+		if ts.asm != nil { // nil: a simulcast layer was never chosen
+			ts.asm.Flush(ts.emit)
+		}
 	}
-	ts.skipping, ts.skipSet = true, false
-	if ts.track.Kind == ingest.Video {
-		ts.needKeyframe = true
-		rc.requestKeyframe(true)
-	}
-	rc.log.Debug("recording lost packets", "kind", ts.track.Kind, "lost", lost)
+	rc.finalize(nil)
 }
 
-func (rc *recording) handle(ts *trackState, pkt *rtp.Packet, arrival time.Time) error {
-	if ts.skipping && !ts.skipSet {
-		ts.skipTS, ts.skipSet = pkt.Timestamp, true
+// handle takes one assembled frame of ts: the frame stage has dropped what
+// loss damaged, and video frames before a keyframe.
+func (rc *recording) handle(ts *trackState, in frames.Frame) error {
+	if rc.stopped {
+		return nil
 	}
-	f, err := ts.depack.decode(pkt)
+	f, err := toMatroska(ts.track.Codec, in)
 	if err != nil {
-		rc.log.Debug("recording dropped a packet", "kind", ts.track.Kind, "error", err)
+		rc.log.Debug("recording dropped a frame", "kind", ts.track.Kind, "error", err)
 		return nil
-	}
-	if f == nil {
-		return nil
-	}
-	if ts.skipping {
-		if f.rtpTS == ts.skipTS {
-			return nil
-		}
-		ts.skipping = false
-	}
-	if ts.needKeyframe {
-		if !f.keyframe {
-			rc.requestKeyframe(false)
-			return nil
-		}
-		ts.needKeyframe = false
 	}
 	if !rc.started {
-		ok, err := rc.maybeStart(ts, f, arrival)
+		ok, err := rc.maybeStart(ts, f, in.Time)
 		if err != nil || !ok {
 			return err
 		}
+		if err := rc.place(ts, f, in.Time); err != nil {
+			return err
+		}
+		// Audio that came before the keyframe was whole, from the
+		// keyframe's time on, by its own time.
+		early := rc.early
+		rc.early = nil
+		for _, e := range early {
+			if !e.at.Before(rc.t0) {
+				if err := rc.place(e.ts, e.f, e.at); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
-	return rc.place(ts, f, arrival)
+	return rc.place(ts, f, in.Time)
 }
 
 // maybeStart opens the file at the first video keyframe (or, for audio
 // only, the first audio frame), so every recording starts on a keyframe.
-func (rc *recording) maybeStart(ts *trackState, f *frame, arrival time.Time) (bool, error) {
+// at is the frame's Time.
+func (rc *recording) maybeStart(ts *trackState, f *frame, at time.Time) (bool, error) {
 	if rc.hasVideo {
-		if ts.track.Kind != ingest.Video {
-			return false, nil // audio before the first keyframe is dropped
+		if ts.track.Kind != live.Video {
+			if len(rc.early) == maxEarly {
+				rc.early = rc.early[1:]
+			}
+			rc.early = append(rc.early, earlyFrame{ts, f, at})
+			return false, nil
 		}
 		if !f.keyframe || f.width == 0 || f.height == 0 ||
 			(f.codecPrivate == nil && needsCodecPrivate(ts.track.Codec)) {
@@ -256,7 +267,7 @@ func (rc *recording) maybeStart(ts *trackState, f *frame, arrival time.Time) (bo
 		}
 	}
 	rc.started = true
-	rc.t0 = arrival
+	rc.t0 = at
 	if err := rc.open(f); err != nil {
 		return false, err
 	}
@@ -268,16 +279,44 @@ func (rc *recording) requestKeyframe(now bool) {
 		return
 	}
 	rc.lastKFReq = time.Now()
+	if rc.kfAsked.IsZero() {
+		rc.kfAsked = rc.now
+	}
+	if l := rc.recordedLayer(); l != nil {
+		rc.stream.RequestLayerKeyframe(l) // simulcast.go
+		return
+	}
 	rc.stream.RequestKeyframe()
+}
+
+// keyframeWait is how long a keyframe the recording asked for may take
+// before the meeting's manifest notes that it did not come.
+const keyframeWait = 3 * time.Second
+
+// noteEvents tells Config.OnEvent of lost packets (at most once a second
+// per track, with the count since the last note) and of a keyframe asked
+// for that did not come within keyframeWait, once the file has started.
+func (rc *recording) noteEvents(ts *trackState, p *live.Packet) {
+	if rc.rec.onEvent == nil || rc.w == nil {
+		return
+	}
+	if lost := ts.asm.Lost(); lost > ts.lostNoted && p.Arrival.Sub(ts.lostAt) >= time.Second {
+		rc.rec.onEvent(rc.info(), Event{Time: p.Arrival.UTC(), Type: "loss", Kind: string(ts.track.Kind), Lost: lost - ts.lostNoted})
+		ts.lostNoted, ts.lostAt = lost, p.Arrival
+	}
+	if !rc.kfAsked.IsZero() && p.Arrival.Sub(rc.kfAsked) >= keyframeWait {
+		rc.rec.onEvent(rc.info(), Event{Time: rc.kfAsked.UTC(), Type: "keyframe_unanswered", Kind: string(live.Video)})
+		rc.kfAsked = time.Time{}
+	}
 }
 
 // open fixes the tracks from the first frame and opens the first file.
 func (rc *recording) open(first *frame) error {
 	var specs []trackSpec
-	var codecs []ingest.Codec
+	var codecs []live.Codec
 	for _, ts := range rc.tracks {
 		spec := trackSpec{codec: ts.track.Codec, channels: int(ts.track.Channels)}
-		if ts.track.Kind == ingest.Video {
+		if ts.track.Kind == live.Video {
 			spec.width, spec.height, spec.codecPrivate = first.width, first.height, first.codecPrivate
 		} else {
 			spec.channels = max(spec.channels, 1)
@@ -292,7 +331,9 @@ func (rc *recording) open(first *frame) error {
 		rc.meta.Width, rc.meta.Height = first.width, first.height
 		rc.mu.Unlock()
 	}
-	return rc.openFile(time.Now().UTC())
+	// The file starts at the first keyframe's time on the stream's clock:
+	// a meeting places it on its timeline by it.
+	return rc.openFile(rc.t0.UTC())
 }
 
 // openFile creates the .part file of a recording (or of its next segment)
@@ -315,7 +356,7 @@ func (rc *recording) openFile(start time.Time) error {
 			err = fmt.Errorf("no free file name for %s in %s", base, dir)
 			break
 		}
-		if exists(rc.finalPath) || exists(sidecarPath(rc.finalPath)) {
+		if !rc.rec.nameFree(dir, name) {
 			continue
 		}
 		if f, err = rc.rec.openFile(rc.partPath); !errors.Is(err, os.ErrExist) {
@@ -328,9 +369,14 @@ func (rc *recording) openFile(start time.Time) error {
 	rc.log = rc.streamLog.With("file", rc.finalPath)
 	rc.mu.Lock()
 	rc.file = newPartFile(f)
+	pl := rc.rec.placement(rc.stream.Name)
 	rc.meta = Info{Stream: rc.meta.Stream, Codecs: rc.meta.Codecs, Width: rc.meta.Width, Height: rc.meta.Height,
 		ID:   filepath.Base(rc.finalPath[:len(rc.finalPath)-len(container)-1]),
-		Path: rc.partPath, Container: container, Start: start, State: StateRecording}
+		Path: rc.partPath, Container: container, Start: start, State: StateRecording,
+		Meeting: pl.Meeting, Occurrence: pl.Occurrence, Participant: pl.Participant}
+	for _, ts := range rc.tracks {
+		rc.meta.Tracks = append(rc.meta.Tracks, TrackInfo{Kind: string(ts.track.Kind), Codec: codecName(ts.track.Codec), OffsetMS: -1})
+	}
 	rc.mu.Unlock()
 	rc.fatalMu.Lock()
 	rc.fatalErr = nil
@@ -349,7 +395,26 @@ func (rc *recording) openFile(start time.Time) error {
 	rc.rec.cat.put(rc.info(), rc.finalPath, rc.info)
 	rc.log.Info("recording started", "container", container, "codecs", rc.meta.Codecs,
 		"width", rc.meta.Width, "height", rc.meta.Height, "segment", rc.files)
+	if rc.rec.onStart != nil {
+		rc.rec.onStart(rc.info())
+	}
 	return nil
+}
+
+// nameFree reports whether a recording may be called name in dir: the
+// name is its id, so it must be free in every container (a stream
+// republished within the same second with another codec would otherwise
+// write x.mkv beside x.webm, two recordings with one id), with no .part
+// file or sidecar of either, and no id in the catalog.
+func (r *Recorder) nameFree(dir, name string) bool {
+	for _, ext := range mediaExts {
+		final := filepath.Join(dir, name+ext)
+		if exists(final) || exists(final+".part") || exists(sidecarPath(final)) {
+			return false
+		}
+	}
+	_, taken := r.cat.Get(name)
+	return !taken
 }
 
 func exists(path string) bool {
@@ -381,35 +446,25 @@ func (rc *recording) writerErr() error {
 	return nil
 }
 
-// place puts a frame on the file's timeline and queues it for writing.
-func (rc *recording) place(ts *trackState, f *frame, arrival time.Time) error {
-	if !ts.unwrapped {
-		ts.unwrapped, ts.ext = true, int64(f.rtpTS)
-	} else {
-		ts.ext += int64(int32(f.rtpTS - ts.lastRaw))
-	}
-	ts.lastRaw = f.rtpTS
-	rate := int64(ts.track.ClockRate)
-	if rate == 0 {
-		rate = int64(ts.track.Codec.ClockRate())
-	}
+// place puts a frame on the file's timeline (at is its Time) and queues
+// it for writing.
+func (rc *recording) place(ts *trackState, f *frame, at time.Time) error {
 	if !ts.timed {
-		// A track's first frame is placed by when it arrived, relative to
-		// the first video keyframe; later frames by their RTP timestamps.
-		ts.timed, ts.base = true, ts.ext
-		ts.offsetMS = max(arrival.Sub(rc.t0).Milliseconds(), 0)
-		ts.lastMS = -1
+		ts.timed, ts.lastMS = true, -1
 	}
-	ms := ts.offsetMS + (ts.ext-ts.base)*1000/rate
+	ms := (at.Sub(rc.t0) + time.Millisecond/2).Milliseconds() + ts.jumpMS
 	if ts.lastMS >= 0 && (ms < ts.lastMS-maxJumpMS || ms > ts.lastMS+maxJumpMS) {
-		ts.base, ts.offsetMS = ts.ext, ts.lastMS+ts.nominalMS
-		ms = ts.offsetMS
+		ts.jumpMS += ts.lastMS + ts.nominalMS - ms
+		ms = ts.lastMS + ts.nominalMS
+	}
+	if ms < 0 {
+		return nil // before the first picture
 	}
 	if ms <= ts.lastMS {
 		ms = ts.lastMS + 1
 	}
 	ts.lastMS = ms
-	for _, q := range rc.il.push(queuedFrame{track: ts.index, keyframe: f.keyframe, ts: ms, data: f.data}) {
+	for _, q := range rc.il.push(queuedFrame{track: ts.index, keyframe: f.keyframe, ts: ms, data: f.data, queued: rc.now}, rc.now) {
 		if err := rc.write(q); err != nil {
 			return err
 		}
@@ -435,24 +490,15 @@ func (rc *recording) write(q queuedFrame) error {
 			rc.requestKeyframe(false)
 		}
 	}
-	// WebRTC publishers send keyframes only when asked, and ebml-go cuts a
-	// cluster every maxClusterMS and lists it in Cues even when it does
-	// not start on a keyframe, which breaks seeking there. Ask early
-	// enough (500 ms covers a round trip and the encoder) that every
-	// cluster starts on one; OBS's usual 2 s keyframes need no asking.
-	if rc.hasVideo && q.track == 0 {
-		if q.keyframe {
-			rc.lastKeyMS = q.ts
-		} else if q.ts-rc.lastKeyMS >= maxClusterMS-500 {
-			rc.requestKeyframe(false)
-		}
-	}
 	ts := q.ts - rc.segOffset
 	if err := rc.w.WriteFrame(q.track, q.keyframe, ts, q.data); err != nil {
 		return fmt.Errorf("writing a frame: %w", err)
 	}
 	rc.mu.Lock()
 	rc.meta.DurationMS = max(rc.meta.DurationMS, ts)
+	if t := &rc.meta.Tracks[q.track]; t.OffsetMS < 0 {
+		t.OffsetMS = ts
+	}
 	rc.mu.Unlock()
 	return rc.writerErr()
 }
@@ -525,6 +571,11 @@ func (rc *recording) closeFile(cause error) {
 	}
 	if err == nil {
 		rc.fixZeroDuration()
+		if n, cerr := keyframeCues(rc.partPath); cerr != nil {
+			rc.log.Warn("the recording's Cues still list clusters that start without a keyframe", "error", cerr)
+		} else if n > 0 {
+			rc.log.Debug("dropped cue points of clusters that start without a keyframe", "count", n)
+		}
 	}
 	path := rc.partPath
 	if rerr := os.Rename(rc.partPath, rc.finalPath); rerr != nil {
@@ -534,7 +585,7 @@ func (rc *recording) closeFile(cause error) {
 		}
 	} else {
 		path = rc.finalPath
-		syncDir(filepath.Dir(path))
+		atomicfile.SyncDir(filepath.Dir(path))
 	}
 	rc.mu.Lock()
 	// The file covers Start to End: the next segment starts just after.
@@ -547,7 +598,17 @@ func (rc *recording) closeFile(cause error) {
 	if err != nil {
 		rc.meta.State, rc.meta.Error = StateFailed, err.Error()
 	}
+	for i := range rc.meta.Tracks {
+		rc.meta.Tracks[i].OffsetMS = max(rc.meta.Tracks[i].OffsetMS, 0)
+	}
 	rc.mu.Unlock()
+	if sum, serr := fileSHA256(path); serr == nil {
+		rc.mu.Lock()
+		rc.meta.SHA256 = sum
+		rc.mu.Unlock()
+	} else {
+		rc.log.Warn("recording checksum not computed", "error", serr)
+	}
 	info := rc.info()
 	if serr := writeSidecar(sidecarPath(rc.finalPath), info); serr != nil {
 		rc.log.Warn("recording metadata not written", "error", serr)
@@ -568,6 +629,7 @@ func (rc *recording) info() Info {
 	defer rc.mu.Unlock()
 	in := rc.meta
 	in.Codecs = append([]string(nil), in.Codecs...)
+	in.Tracks = append([]TrackInfo(nil), in.Tracks...) // write() sets their offsets
 	if in.State == StateRecording && rc.file != nil {
 		in.Size = rc.file.Size()
 	}

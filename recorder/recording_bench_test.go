@@ -12,13 +12,13 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/live"
 )
 
 // benchSource packetizes a fixture track in a loop, as a publisher would.
 type benchSource struct {
-	track   *ingest.Track
+	track   *live.Track
 	samples []testmedia.Sample
 	pkt     rtp.Packetizer
 	next    int
@@ -51,22 +51,22 @@ func chunk(srcs []*benchSource, d time.Duration) []benchPacket {
 	return out
 }
 
-func benchSources(b *testing.B, video ingest.Codec, file string) []*benchSource {
+func benchSources(b *testing.B, video live.Codec, file string) []*benchSource {
 	b.Helper()
 	path := filepath.Join(testmedia.Dir(), file)
-	v := &benchSource{track: &ingest.Track{Kind: ingest.Video, Codec: video, ClockRate: 90000}}
+	v := &benchSource{track: &live.Track{Kind: live.Video, Codec: video, ClockRate: 90000}}
 	var payloader rtp.Payloader
 	var err error
 	switch video {
-	case ingest.H264:
+	case live.H264:
 		v.track.PayloadType, v.track.Fmtp = 102, "packetization-mode=1;profile-level-id=640032"
 		payloader = &codecs.H264Payloader{}
 		v.samples, err = testmedia.ReadH264(path, 30)
-	case ingest.H265:
+	case live.H265:
 		v.track.PayloadType, v.track.Fmtp = 104, "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
 		payloader = &codecs.H265Payloader{}
 		v.samples, err = testmedia.ReadH265(path, 30)
-	case ingest.VP8:
+	case live.VP8:
 		v.track.PayloadType = 96
 		payloader = &codecs.VP8Payloader{EnablePictureID: true}
 		_, v.samples, err = testmedia.ReadIVF(path)
@@ -79,7 +79,7 @@ func benchSources(b *testing.B, video ingest.Codec, file string) []*benchSource 
 	if err != nil {
 		b.Fatal(err)
 	}
-	a := &benchSource{track: &ingest.Track{Kind: ingest.Audio, Codec: ingest.Opus, PayloadType: 111, ClockRate: 48000, Channels: 2},
+	a := &benchSource{track: &live.Track{Kind: live.Audio, Codec: live.Opus, PayloadType: 111, ClockRate: 48000, Channels: 2},
 		samples: opus, pkt: rtp.NewPacketizer(1200, 111, rand.Uint32(), &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)}
 	return []*benchSource{v, a}
 }
@@ -91,12 +91,12 @@ func benchSources(b *testing.B, video ingest.Codec, file string) []*benchSource 
 func BenchmarkRecordingWritePacket(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
-		video ingest.Codec
+		video live.Codec
 		file  string
 	}{
-		{"h264-2500k+opus", ingest.H264, "h264-2500k.h264"},
-		{"h265-430k+opus", ingest.H265, "h265.h265"},
-		{"vp8-300k+opus", ingest.VP8, "vp8.ivf"},
+		{"h264-2500k+opus", live.H264, "h264-2500k.h264"},
+		{"h265-430k+opus", live.H265, "h265.h265"},
+		{"vp8-300k+opus", live.VP8, "vp8.ivf"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			srcs := benchSources(b, tc.video, tc.file)
@@ -105,14 +105,14 @@ func BenchmarkRecordingWritePacket(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer r.Close()
-			var rc ingest.Consumer
-			r.wrap = func(c ingest.Consumer) ingest.Consumer {
+			var rc live.Consumer
+			r.wrap = func(c live.Consumer) live.Consumer {
 				rc = c
-				return ingest.ConsumerFunc(func(*ingest.Packet) {})
+				return live.ConsumerFunc(func(*live.Packet) {})
 			}
-			hub := ingest.NewHub(ingest.Reject)
+			hub := live.NewHub(live.Reject)
 			hub.OnPublish(r.Record)
-			s, err := hub.Publish("bench", ingest.PublishSpec{Tracks: []*ingest.Track{srcs[0].track, srcs[1].track}})
+			s, err := hub.Publish("bench", live.PublishSpec{Tracks: []*live.Track{srcs[0].track, srcs[1].track}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -124,7 +124,7 @@ func BenchmarkRecordingWritePacket(b *testing.B) {
 			t0 := time.Now()
 			pkts := chunk(srcs, chunkLen)
 			rate := float64(len(pkts)) / chunkLen.Seconds()
-			var in ingest.Packet
+			var in live.Packet
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i, j := 0, 0; i < b.N; i, j = i+1, j+1 {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/at-wat/ebml-go"
 	"github.com/at-wat/ebml-go/webm"
+
+	"github.com/reel-gateway/reel/internal/atomicfile"
 )
 
 // maxElementSize bounds what reading a damaged or foreign file allocates
@@ -27,6 +29,11 @@ type mkvHeader struct {
 	DocType string
 	Info    webm.Info
 	Tracks  []webm.TrackEntry
+	// Where things are, as offsets from where readHeader began (the start
+	// of the file): the first element after Tracks, and the Cues by the
+	// SeekHead (-1: none, or no SeekHead to find them). CueClusterPosition
+	// counts from segmentData (-1 when unknown).
+	afterTracks, cues, segmentData int64
 }
 
 // readHeader reads the EBML header, Segment Info and Tracks of a Matroska
@@ -35,18 +42,28 @@ func readHeader(r io.Reader) (mkvHeader, error) {
 	var doc struct {
 		Header  webm.EBMLHeader `ebml:"EBML"`
 		Segment struct {
-			Info   webm.Info   `ebml:"Info"`
-			Tracks webm.Tracks `ebml:"Tracks,stop"`
+			SeekHead webm.SeekHead `ebml:"SeekHead"`
+			Info     webm.Info     `ebml:"Info"`
+			Tracks   webm.Tracks   `ebml:"Tracks,stop"`
 		} `ebml:"Segment"`
 	}
-	err := ebml.Unmarshal(r, &doc, ebml.WithMaxLeafElementSize(maxElementSize))
+	cr := &countingReader{r: r}
+	var infoPos int64 = -1
+	hook := func(e *ebml.Element) {
+		if e.Type == ebml.ElementInfo {
+			infoPos = int64(e.Position)
+		}
+	}
+	err := ebml.Unmarshal(cr, &doc, ebml.WithMaxLeafElementSize(maxElementSize), ebml.WithElementReadHooks(hook))
 	if !errors.Is(err, ebml.ErrReadStopped) {
 		if err == nil {
 			err = errors.New("the file ends before its Tracks")
 		}
 		return mkvHeader{}, fmt.Errorf("reading the Matroska header: %w", err)
 	}
-	h := mkvHeader{DocType: doc.Header.DocType, Info: doc.Segment.Info, Tracks: doc.Segment.Tracks.TrackEntry}
+	h := mkvHeader{DocType: doc.Header.DocType, Info: doc.Segment.Info, Tracks: doc.Segment.Tracks.TrackEntry,
+		afterTracks: cr.n, cues: -1, segmentData: -1}
+	h.locate(doc.Segment.SeekHead, infoPos)
 	if len(h.Tracks) == 0 {
 		return h, errors.New("reading the Matroska header: the file has no tracks")
 	}
@@ -69,6 +86,13 @@ type scannedFrame struct {
 // Reading stops at the end of the file or at the first damaged element;
 // the error says why, after fn has seen every whole block before it.
 func scanFrames(r io.Reader, h mkvHeader, fn func(scannedFrame)) error {
+	return scanFramesUntil(r, h, func(f scannedFrame) bool { fn(f); return true })
+}
+
+// scanFramesUntil is scanFrames that also stops, without an error, once
+// fn returns false. r may also be at any Cluster of the file.
+func scanFramesUntil(r io.Reader, h mkvHeader, fn func(scannedFrame) bool) error {
+	sr := &stoppableReader{r: r}
 	var body struct {
 		Cluster struct {
 			Timecode    uint64     `ebml:"Timecode"`
@@ -82,17 +106,20 @@ func scanFrames(r io.Reader, h mkvHeader, fn func(scannedFrame)) error {
 			clusterTC, _ = e.Value.(uint64)
 		case ebml.ElementSimpleBlock:
 			b, ok := e.Value.(ebml.Block)
-			if !ok {
+			if !ok || sr.stopped {
 				return
 			}
 			ticks := int64(clusterTC) + int64(b.Timecode)
 			ms := ticks * int64(h.Info.TimecodeScale) / int64(time.Millisecond)
 			for _, d := range b.Data {
-				fn(scannedFrame{track: b.TrackNumber, keyframe: b.Keyframe, ms: ms, data: d})
+				if !sr.stopped && !fn(scannedFrame{track: b.TrackNumber, keyframe: b.Keyframe, ms: ms, data: d}) {
+					sr.stopped = true
+				}
 			}
 		}
 	}
-	if err := ebml.Unmarshal(r, &body, ebml.WithElementReadHooks(hook), ebml.WithMaxLeafElementSize(maxElementSize)); err != nil {
+	err := ebml.Unmarshal(sr, &body, ebml.WithElementReadHooks(hook), ebml.WithMaxLeafElementSize(maxElementSize))
+	if err != nil && !sr.stopped {
 		return fmt.Errorf("reading clusters: %w", err)
 	}
 	return nil
@@ -190,11 +217,12 @@ func repair(src, dst string, start time.Time) (repairResult, error) {
 	if res.durationMS == 0 && patchDuration(tmp, 20) == nil {
 		res.durationMS = 20 // one frame: see fixZeroDuration
 	}
+	_, _ = keyframeCues(tmp) // without it, players may seek to a cluster with no keyframe
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return res, fmt.Errorf("renaming the repaired file: %w", err)
 	}
-	syncDir(filepath.Dir(dst))
+	atomicfile.SyncDir(filepath.Dir(dst))
 	return res, nil
 }
 
@@ -247,6 +275,13 @@ func (c *Catalog) repairEntry(g *fileGroup) Info {
 		info.End = info.Start.Add(time.Duration(res.durationMS) * time.Millisecond)
 		if st, serr := os.Stat(dst); serr == nil {
 			info.Size = st.Size()
+		}
+		// The repaired file's own checksum, for a meeting's manifest.
+		if sum, serr := fileSHA256(dst); serr == nil {
+			info.SHA256 = sum
+		}
+		for i := range info.Tracks {
+			info.Tracks[i].OffsetMS = max(info.Tracks[i].OffsetMS, 0)
 		}
 		attrs := []any{"duration_ms", res.durationMS, "size", info.Size}
 		if res.truncated != nil {

@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // crashRecording runs TestCrashChild (a real recorder fed by hubtest with
 // video and Opus) in a process of its own, waits until its .part file
 // holds at least minBytes of flushed clusters, kills it with SIGKILL and
 // returns the .part path.
-func crashRecording(t *testing.T, dir string, video ingest.Codec, minBytes int64) string {
+func crashRecording(t *testing.T, dir string, video live.Codec, minBytes int64) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), "REEL_RECORDER_CRASH_DIR="+dir, "REEL_RECORDER_CRASH_CODEC="+string(video))
@@ -66,7 +66,7 @@ func mkvinfo(t *testing.T, path string) string {
 func TestRepairAfterCrash(t *testing.T) {
 	requireTools(t, "mkvinfo")
 	dir := t.TempDir()
-	part := crashRecording(t, dir, ingest.H264, 300<<10)
+	part := crashRecording(t, dir, live.H264, 300<<10)
 	final := strings.TrimSuffix(part, ".part")
 	before := lastVideoPTS(t, part)
 	if out := mkvinfo(t, part); strings.Contains(out, "Cues") || !strings.Contains(out, "Duration: 00:00:00.000000000") {
@@ -127,7 +127,7 @@ func TestRepairAfterCrash(t *testing.T) {
 		t.Errorf("decoding the repaired file reports errors:\n%s", msg)
 	}
 	mid := strconv.FormatFloat(dur/2, 'f', 2, 64)
-	if msg := ffmpegErrors(t, final, []string{"-ss", mid}, []string{"-frames:v", "5"}); msg != "" {
+	if msg := ffmpegErrors(t, final, []string{"-ss", mid}, seekOutput); msg != "" {
 		t.Errorf("seeking to %s s in the repaired file reports errors:\n%s", mid, msg)
 	}
 	t.Logf("crashed: video up to %.2f s; repaired: %d bytes, %.3f s (ffprobe), %d ms (catalog)", before, info.Size, dur, info.DurationMS)
@@ -150,11 +150,11 @@ func TestRepairAfterCrash(t *testing.T) {
 func TestRepairTruncated(t *testing.T) {
 	requireTools(t, "mkvinfo")
 	for _, tc := range []struct {
-		video ingest.Codec
+		video live.Codec
 		name  string // in the catalog
 	}{
-		{ingest.H264, "h264"},
-		{ingest.H265, "h265"},
+		{live.H264, "h264"},
+		{live.H265, "h265"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -243,7 +243,7 @@ func TestRepairFailsKeepsFile(t *testing.T) {
 func TestScanHeader(t *testing.T) {
 	requireTools(t)
 	dir := t.TempDir()
-	part := crashRecording(t, dir, ingest.H264, 200<<10) // the header and Cues space take 130 KB
+	part := crashRecording(t, dir, live.H264, 200<<10) // the header and Cues space take 130 KB
 	f, err := os.Open(part)
 	if err != nil {
 		t.Fatal(err)
@@ -291,9 +291,9 @@ func TestRepairAfterDiskFull(t *testing.T) {
 		}
 		return &fullDisk{File: f.(*os.File), left: 400 << 10}, nil
 	}
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
-	p, err := hubtest.Publish(context.Background(), hub, "full", hubtest.Source{Video: ingest.VP8, Audio: true})
+	p, err := hubtest.Publish(context.Background(), hub, "full", hubtest.Source{Video: live.VP8, Audio: true})
 	if err != nil {
 		t.Fatal(err)
 	}

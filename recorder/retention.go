@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// maintenanceInterval is how often retention and the disk guard run.
-const maintenanceInterval = time.Minute
+// DefaultCheckInterval is how often retention and the disk guard run
+// unless Config.CheckInterval says otherwise.
+const DefaultCheckInterval = time.Minute
 
 // Deletion is one recording retention deleted, and why.
 type Deletion struct {
@@ -25,7 +26,7 @@ type Deletion struct {
 // while all recordings together exceed Config.MaxTotalSize. Recordings in
 // progress and failed ones are never deleted: a failed recording is kept
 // for a person to look at. Each deletion is logged. The Recorder calls it
-// every minute; it is exported for tests and tools.
+// every Config.CheckInterval; it is exported for tests and tools.
 func (r *Recorder) EnforceRetention() []Deletion {
 	if r.maxAge <= 0 && r.maxTotal == 0 {
 		return nil
@@ -49,14 +50,24 @@ func (r *Recorder) EnforceRetention() []Deletion {
 		}
 		total -= got.Size
 		out = append(out, Deletion{Info: got, Reason: reason})
+		if r.onDelete != nil {
+			r.onDelete(Deletion{Info: got, Reason: reason})
+		}
 		r.log.Info("recording deleted by retention", "recording", got.ID, "stream", got.Stream,
 			"end", endOf(got), "size", got.Size, "reason", reason)
 	}
-	deletable := func(in Info) bool { return in.State == StateFinished || in.State == StateRepaired }
+	// Protect is asked last, for a recording that would go otherwise: it
+	// may ask a remote archive.
+	deletable := func(in Info) bool {
+		if in.State != StateFinished && in.State != StateRepaired {
+			return false
+		}
+		return r.protect == nil || r.protect(in) == ""
+	}
 	now := r.now()
 	kept := all[:0]
 	for _, in := range all {
-		if r.maxAge > 0 && deletable(in) && endOf(in).Before(now.Add(-r.maxAge)) {
+		if r.maxAge > 0 && endOf(in).Before(now.Add(-r.maxAge)) && deletable(in) {
 			del(in, "older than recordings.max_age ("+r.maxAge.String()+")")
 			continue
 		}

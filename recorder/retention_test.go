@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 func TestParseSize(t *testing.T) {
@@ -51,14 +51,17 @@ func TestRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	publishAll(t, r, "ret", hubtest.Source{Video: ingest.VP8, Audio: true})
+	publishAll(t, r, "ret", hubtest.Source{Video: live.VP8, Audio: true})
 	r.Close()
 	failed := filepath.Join(dir, "ret", "ret_20200101T000000Z.webm.part")
 	os.WriteFile(failed, []byte("not media"), 0o644)
 
 	open := func(cfg Config) (*Recorder, []Info) {
 		t.Helper()
-		cfg.Dir, cfg.Logger, cfg.maintEvery = dir, testLogger(t), time.Hour
+		cfg.Dir, cfg.Logger = dir, testLogger(t)
+		if cfg.CheckInterval == 0 {
+			cfg.CheckInterval = time.Hour // passes run when the test says
+		}
 		r, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -120,11 +123,11 @@ func TestRetention(t *testing.T) {
 	// Over the limit with a recording in progress: the finished ones go,
 	// the live one and the failed one stay.
 	rC, _ := open(Config{Enabled: true, MaxTotalSize: 1})
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	hub.OnPublish(rC.Record)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := hubtest.Publish(ctx, hub, "ret", hubtest.Source{Video: ingest.VP8, Loop: true})
+	p, err := hubtest.Publish(ctx, hub, "ret", hubtest.Source{Video: live.VP8, Loop: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +148,20 @@ func TestRetention(t *testing.T) {
 		if in.ID == live[0].ID && in.State != StateFinished {
 			t.Errorf("the recording that was live: %+v", in)
 		}
+	}
+	rC.Close()
+
+	// Passes run on their own every CheckInterval.
+	rD, _ := open(Config{MaxTotalSize: 1, CheckInterval: 50 * time.Millisecond})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(listAll(t, rD.Catalog(), Query{})) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no pass within %v of a 50 ms CheckInterval: %+v", 10*time.Second, listAll(t, rD.Catalog(), Query{}))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !exists2(failed) {
+		t.Error("a pass deleted the failed recording")
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/reel-gateway/reel/internal/atomicfile"
 )
 
 // sidecarPath is where a recording's metadata lives: next to the final
@@ -18,23 +20,7 @@ func writeSidecar(path string, info Info) error {
 	if err != nil {
 		return fmt.Errorf("encoding recording metadata: %w", err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("writing recording metadata: %w", err)
-	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
 		return fmt.Errorf("writing recording metadata %s: %w", filepath.Base(path), err)
 	}
 	return nil

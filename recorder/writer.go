@@ -1,6 +1,6 @@
 package recorder
 
-import "github.com/reel-gateway/reel/ingest"
+import "github.com/reel-gateway/reel/live"
 
 // containerWriter is what a recording needs from a container format: tracks
 // are fixed when it is created, frames arrive per track in timestamp order
@@ -15,7 +15,7 @@ type containerWriter interface {
 
 // trackSpec describes one track of a new file.
 type trackSpec struct {
-	codec ingest.Codec
+	codec live.Codec
 	// width and height are the video's size from its first keyframe.
 	width, height int
 	// codecPrivate is the decoder configuration (avcC, hvcC, av1C, OpusHead).
@@ -25,7 +25,7 @@ type trackSpec struct {
 
 // containerFor says which container, by file extension, can carry codecs:
 // WebM cannot carry H.264 or H.265, so such a stream is written as Matroska.
-func containerFor(codecs []ingest.Codec) string {
+func containerFor(codecs []live.Codec) string {
 	for _, c := range codecs {
 		if c.Container() == "mkv" {
 			return "mkv"
@@ -35,19 +35,19 @@ func containerFor(codecs []ingest.Codec) string {
 }
 
 // codecName is the short lower-case codec name used in metadata ("h264").
-func codecName(c ingest.Codec) string {
+func codecName(c live.Codec) string {
 	switch c {
-	case ingest.H264:
+	case live.H264:
 		return "h264"
-	case ingest.H265:
+	case live.H265:
 		return "h265"
-	case ingest.VP8:
+	case live.VP8:
 		return "vp8"
-	case ingest.VP9:
+	case live.VP9:
 		return "vp9"
-	case ingest.AV1:
+	case live.AV1:
 		return "av1"
-	case ingest.Opus:
+	case live.Opus:
 		return "opus"
 	}
 	return string(c)
@@ -56,6 +56,6 @@ func codecName(c ingest.Codec) string {
 // needsCodecPrivate reports whether a file of codec c cannot be decoded
 // without the decoder configuration from a keyframe (avcC, hvcC, av1C):
 // the recording waits for a keyframe that carries it.
-func needsCodecPrivate(c ingest.Codec) bool {
-	return c == ingest.H264 || c == ingest.H265 || c == ingest.AV1
+func needsCodecPrivate(c live.Codec) bool {
+	return c == live.H264 || c == live.H265 || c == live.AV1
 }

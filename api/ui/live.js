@@ -15,11 +15,17 @@ document.getElementById("go-publish").addEventListener("submit", (e) => {
 
 const POLL_MS = 2000;
 
+// The list needs a read token when auth is on: the first load asks for
+// one (and keeps it for the tab); later polls send the stored token.
+let asked = false;
+
 async function refresh() {
   try {
-    const [cfg, resp] = await Promise.all([serverConfig(), api("/api/v1/streams")]);
-    const { streams } = await resp.json();
-    render(streams || [], cfg);
+    const request = asked ? api("/api/v1/streams") : apiWithToken("/api/v1/streams");
+    asked = true;
+    const [cfg, resp] = await Promise.all([serverConfig(), request]);
+    const { streams, node } = await resp.json();
+    render(streams || [], cfg, node);
     if (box.classList.contains("error")) show(box, "");
     document.getElementById("updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
   } catch (err) {
@@ -27,12 +33,14 @@ async function refresh() {
   }
 }
 
-function render(streams, cfg) {
+function render(streams, cfg, node) {
   empty.hidden = streams.length > 0;
-  list.replaceChildren(...streams.map((s) => card(s, cfg)));
+  list.replaceChildren(...streams.map((s) => card(s, cfg, node)));
 }
 
-function card(s, cfg) {
+// In a cluster every stream names the node that publishes it (node is
+// this one's name); viewers anywhere watch it through a relay.
+function card(s, cfg, node) {
   const name = encodeURIComponent(s.name);
   const tracks = (s.tracks || []).map((t) => `${t.codec} ${fmtKbps(t.bitrate_kbps)}`).join(", ") || "no tracks yet";
   const v = s.viewers || {};
@@ -51,6 +59,8 @@ function card(s, cfg) {
       el("dt", {}, "Tracks"), el("dd", {}, tracks),
       el("dt", {}, "Viewers"), el("dd", {}, viewers),
       el("dt", {}, "Since"), el("dd", {}, fmtTime(s.started), s.protocol ? ` via ${s.protocol.toUpperCase()}` : ""),
+      s.node ? el("dt", {}, "Node") : null,
+      s.node ? el("dd", {}, el("code", {}, s.node), s.node === node ? " (this node)" : " (relayed here when watched)") : null,
       el("dt", {}, "RTSP"), el("dd", {}, rtsp ? el("code", {}, rtsp) : el("span", { class: "muted" }, "RTSP is turned off on this server")),
       el("dt", {}, "HLS"), el("dd", {}, hlsCell)),
     el("div", { class: "links" },

@@ -15,23 +15,30 @@ tokenInput.addEventListener("change", () => setToken(tokenInput.value));
 
 let pc = null, media = null, session = "", statsTimer = 0, generation = 0;
 
-// The codecs this browser can send, offered as a choice. Choosing one
-// offers only that one: the server picks from the offer in its own
-// preference order, so listing it first would not be enough.
-const NAMES = { "video/vp8": "VP8", "video/vp9": "VP9", "video/h264": "H.264", "video/av1": "AV1", "video/h265": "H.265" };
+// The codecs this browser can send, offered as a choice, H.264 first. The
+// chosen one is offered first and the others after it: Reel answers with
+// the first offered codec it accepts (unless its operator made the
+// server's order win), so the choice is what the stream gets.
+const CODECS = [
+  // mime, name, what the choice means for the recording and HLS.
+  ["video/h264", "H.264", "recorded as Matroska (.mkv); plays over HLS, WHEP and RTSP"],
+  ["video/vp8", "VP8", "recorded as WebM (.webm, plays in the browser); no HLS (HLS cannot carry VP8), WHEP and RTSP work"],
+  ["video/vp9", "VP9", "recorded as WebM (.webm); plays over HLS, WHEP and RTSP"],
+  ["video/av1", "AV1", "recorded as WebM (.webm); plays over HLS, WHEP and RTSP; encoding costs the most CPU"],
+  ["video/h265", "H.265", "recorded as Matroska (.mkv); plays over HLS and RTSP; few browsers can watch it over WHEP"],
+];
 const HELPERS = ["video/rtx", "video/red", "video/ulpfec", "video/flexfec-03"];
+const MEANING = Object.fromEntries(CODECS.map(([mime, name, means]) => [mime, `${name}: ${means}.`]));
 {
-  const caps = RTCRtpSender.getCapabilities?.("video");
-  const seen = new Set();
-  for (const c of caps?.codecs || []) {
-    const mt = c.mimeType.toLowerCase();
-    if (NAMES[mt] && !seen.has(mt)) {
-      seen.add(mt);
-      codecSelect.append(el("option", { value: mt }, NAMES[mt]));
-    }
+  const can = new Set((RTCRtpSender.getCapabilities?.("video")?.codecs || []).map((c) => c.mimeType.toLowerCase()));
+  for (const [mime, name] of CODECS) {
+    if (can.has(mime)) codecSelect.append(el("option", { value: mime }, name));
   }
   const wanted = new URLSearchParams(location.search).get("codec");
-  if (wanted && seen.has("video/" + wanted.toLowerCase())) codecSelect.value = "video/" + wanted.toLowerCase();
+  if (wanted && can.has("video/" + wanted.toLowerCase())) codecSelect.value = "video/" + wanted.toLowerCase();
+  const note = () => { $("codec-note").textContent = (MEANING[codecSelect.value] || "") + " The others are offered after it."; };
+  codecSelect.addEventListener("change", note);
+  note();
 }
 
 function setState(text, cls) {
@@ -86,7 +93,12 @@ async function start(e) {
     const mine = pc;
     const trickle = new Trickle(pc, (err) => console.warn("trickle:", err.message));
     for (const track of media.getTracks()) {
-      const tr = pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
+      const init = { direction: "sendonly", streams: [media] };
+      if (track.kind === "video" && $("simulcast").value === "3") {
+        // Three layers, lowest first; Reel ranks them by what it receives.
+        init.sendEncodings = [{ rid: "q", scaleResolutionDownBy: 4 }, { rid: "h", scaleResolutionDownBy: 2 }, { rid: "f" }];
+      }
+      const tr = pc.addTransceiver(track, init);
       if (track.kind === "video" && codecSelect.value) preferCodec(tr, codecSelect.value);
     }
     pc.addEventListener("connectionstatechange", () => {
@@ -116,7 +128,8 @@ async function start(e) {
     trickle.start(session, resp.headers.get("ETag") || "*");
     const codec = answerCodec(answer);
     document.body.dataset.codec = codec;
-    show(box, "info", `Connecting… (video codec ${codec || "none"}; the recording will be ${/H26[45]/i.test(codec) ? "MKV" : "WebM"})`);
+    const meaning = MEANING["video/" + codec.toLowerCase()];
+    show(box, "info", `Connecting… (video codec ${codec || "none"}${meaning ? "; " + meaning.slice(meaning.indexOf(":") + 2, -1) : ""})`);
     watchLink.href = `/watch/${encodeURIComponent(stream)}`;
     watchLink.hidden = false;
     statsTimer = setInterval(updateStats, 1000);
@@ -131,15 +144,21 @@ async function start(e) {
 
 // lockForm keeps the settings fixed while a session runs.
 function lockForm(running) {
-  for (const e of [startBtn, nameInput, codecSelect, tokenInput, $("source")]) e.disabled = running;
+  for (const e of [startBtn, nameInput, codecSelect, tokenInput, $("source"), $("simulcast")]) e.disabled = running;
   stopBtn.disabled = !running;
 }
 
+// preferCodec offers mime first, then every other codec in the browser's
+// own order, then the helpers (RTX, RED, FEC).
 function preferCodec(transceiver, mime) {
-  const caps = RTCRtpSender.getCapabilities("video");
-  const codecs = caps.codecs.filter((c) => c.mimeType.toLowerCase() === mime);
-  codecs.push(...caps.codecs.filter((c) => HELPERS.includes(c.mimeType.toLowerCase())));
-  transceiver.setCodecPreferences(codecs);
+  const all = RTCRtpSender.getCapabilities("video").codecs;
+  const is = (c, m) => c.mimeType.toLowerCase() === m;
+  const helper = (c) => HELPERS.some((h) => is(c, h));
+  transceiver.setCodecPreferences([
+    ...all.filter((c) => is(c, mime)),
+    ...all.filter((c) => !is(c, mime) && !helper(c)),
+    ...all.filter(helper),
+  ]);
 }
 
 // answerCodec is the video codec the server chose: the first payload type

@@ -1,6 +1,6 @@
 // The recordings page: the catalog with a stream and date filter, WebM
 // playback in the page, downloads and deletion.
-import { ApiError, apiWithToken, el, fmtBytes, fmtDuration, fmtTime, header, sentence, show, withToken } from "/ui/reel.js";
+import { ApiError, apiWithToken, dayBound, el, fmtBytes, fmtDuration, fmtTime, header, sentence, show, withToken } from "/ui/reel.js";
 
 header("/recordings");
 const $ = (id) => document.getElementById(id);
@@ -15,14 +15,6 @@ let playing = "";
 {
   const q = new URLSearchParams(location.search);
   for (const k of ["stream", "from", "to"]) if (q.get(k)) form.elements[k].value = q.get(k);
-}
-
-// dayBound turns a date input (local day) into an RFC 3339 instant: the
-// day's start for "from", the next day's start for "to" (exclusive).
-function dayBound(value, next) {
-  if (!value) return "";
-  const [y, m, d] = value.split("-").map(Number);
-  return new Date(y, m - 1, d + (next ? 1 : 0)).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 function query(withCursor) {
@@ -62,14 +54,20 @@ function fileURL(rec) {
   return withToken(rec.file_url || `/api/v1/recordings/${encodeURIComponent(rec.id)}/file`);
 }
 
+// playURL is what the player loads: a WebM file as it is, which browsers
+// play; a Matroska one (H.264, H.265), which they do not, remuxed to MP4
+// by the server.
+function playURL(rec) {
+  if (rec.container === "webm") return fileURL(rec);
+  return withToken((rec.file_url || `/api/v1/recordings/${encodeURIComponent(rec.id)}/file`) + "?format=mp4");
+}
+
 function row(rec) {
   const done = rec.state !== "recording";
-  const webm = rec.container === "webm";
   const fmt = `${(rec.container || "?").toUpperCase()} · ${(rec.codecs || []).join(", ")}` +
     (rec.width ? ` · ${rec.width}×${rec.height}` : "");
   const actions = [];
-  if (done && webm) actions.push(el("button", { class: "primary", onclick: () => play(rec) }, "Play"));
-  if (done && !webm) actions.push(el("span", { class: "small muted", title: "Browsers cannot play Matroska with H.264; VLC and mpv can." }, "MKV: download to play"));
+  if (done) actions.push(el("button", { class: "primary", onclick: () => play(rec) }, "Play"));
   if (done) actions.push(el("a", { class: "button", href: fileURL(rec), download: rec.id + "." + rec.container }, "Download"));
   if (done) actions.push(el("button", { class: "danger", onclick: () => remove(rec) }, "Delete"));
   const state = el("span", { class: "badge " + rec.state, title: rec.error || "" }, rec.state);
@@ -88,7 +86,7 @@ function play(rec) {
   playerCard.hidden = false;
   $("player-title").textContent = `${rec.stream} · ${fmtTime(rec.start)}`;
   show(playerBox, "");
-  player.src = fileURL(rec);
+  player.src = playURL(rec);
   player.play().catch(() => { /* autoplay may be refused; the controls remain */ });
   playerCard.scrollIntoView({ behavior: "smooth", block: "nearest" });
 }
@@ -101,6 +99,7 @@ player.addEventListener("error", async () => {
   let why = codes[player.error?.code] || "playback failed";
   try {
     const resp = await fetch(player.src, { method: "GET", headers: { Range: "bytes=0-0" } });
+    if (resp.ok) resp.body?.cancel(); // the MP4 form ignores Range: do not fetch it all
     if (!resp.ok) {
       const p = await resp.json().catch(() => ({}));
       why = p.detail || `the server answered ${resp.status}`;

@@ -161,7 +161,7 @@ export function header(current) {
   input.addEventListener("change", () => setToken(input.value));
   h.replaceChildren(
     el("a", { class: "brand", href: "/" }, "Reel"),
-    el("nav", {}, link("/", "Live"), link("/publish", "Publish"), link("/recordings", "Recordings")),
+    el("nav", {}, link("/", "Live"), link("/publish", "Publish"), link("/recordings", "Recordings"), link("/meetings", "Meetings")),
     el("label", { class: "token" }, "Token", input));
 }
 
@@ -193,6 +193,14 @@ export function fmtDuration(ms) {
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
   const mm = h ? String(m).padStart(2, "0") : String(m);
   return (h ? h + ":" : "") + mm + ":" + String(sec).padStart(2, "0");
+}
+
+// dayBound turns a date input (local day) into an RFC 3339 instant: the
+// day's start for "from", the next day's start for "to" (exclusive).
+export function dayBound(value, next) {
+  if (!value) return "";
+  const [y, m, d] = value.split("-").map(Number);
+  return new Date(y, m - 1, d + (next ? 1 : 0)).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 export function fmtTime(iso) {

@@ -11,6 +11,21 @@ const stateBadge = document.getElementById("state");
 document.getElementById("name").textContent = stream;
 document.title = `${stream} · Watch · Reel`;
 
+// A simulcast stream's layers (the streams API lists them, lowest first):
+// "Auto" lets the server follow this viewer's bandwidth, a layer pins it
+// (?layer= on the WHEP request, kept in the page's address).
+const layerSelect = document.getElementById("layer");
+let layers = [];
+let pinned = new URLSearchParams(location.search).get("layer") || ""; // low, mid, high or a rid
+layerSelect.addEventListener("change", () => {
+  pinned = layerSelect.value;
+  const u = new URL(location.href);
+  if (pinned) u.searchParams.set("layer", pinned);
+  else u.searchParams.delete("layer");
+  history.replaceState(null, "", u);
+  connect();
+});
+
 let pc = null;
 let session = "";
 let retryTimer = 0;
@@ -66,7 +81,7 @@ async function connect() {
     await pc.setLocalDescription(await pc.createOffer());
     await waitGathering(pc, 2000);
     if (gen !== generation) return;
-    const url = `/whep/${encodeURIComponent(stream)}`;
+    const url = `/whep/${encodeURIComponent(stream)}` + (pinned ? `?layer=${encodeURIComponent(pinned)}` : "");
     let resp;
     try {
       resp = await fetch(url, { method: "POST", headers: authHeaders({ "Content-Type": "application/sdp" }), body: pc.localDescription.sdp });
@@ -145,7 +160,7 @@ async function updateStats() {
   if (!pc) return;
   // Every few seconds, ask the API whether the stream is still live: the
   // connection alone takes several seconds to notice a publisher is gone.
-  if (++ticks % 3 === 0 && !(await stillLive())) return;
+  if ((++ticks % 3 === 0 || ticks === 1) && !(await stillLive())) return;
   const report = await pc.getStats();
   let inbound, codec;
   report.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "video") inbound = r; });
@@ -161,12 +176,48 @@ async function updateStats() {
     stat("FPS", inbound.framesPerSecond ? Math.round(inbound.framesPerSecond) : 0),
     stat("Bitrate", fmtKbps(kbps)),
     stat("Lost", inbound.packetsLost || 0));
+  showLayer();
+}
+
+// showLayer names the layer being received: the one whose size the
+// picture has.
+function showLayer() {
+  const box = document.getElementById("layers");
+  box.hidden = layers.length === 0;
+  if (!layers.length) return;
+  const now = layers.find((l) => l.width === video.videoWidth && l.height === video.videoHeight);
+  const mode = pinned ? "pinned" : "auto";
+  document.getElementById("current-layer").textContent = now ? `${now.rid}, ${now.width}×${now.height} (${mode})` : `? (${mode})`;
+  document.body.dataset.layer = now ? now.rid : "";
+}
+
+// setLayers fills the choice from the streams API's layers.
+function setLayers(list) {
+  const key = (ls) => ls.map((l) => `${l.rid}:${l.width}x${l.height}`).join(",");
+  if (key(list) === key(layers)) return;
+  layers = list;
+  // A rank name pins by rank: low, high, and mid the middle one (the
+  // lower of two), as the server reads it.
+  const byRank = { low: list[0], mid: list[Math.floor((list.length - 1) / 2)], high: list[list.length - 1] };
+  const opts = [el("option", { value: "" }, "Auto (fits your bandwidth)")];
+  list.forEach((l) => {
+    opts.push(el("option", { value: l.rid }, `${l.rid}: ${l.width}×${l.height}, ${fmtKbps(l.bitrate_kbps)}`));
+  });
+  layerSelect.replaceChildren(...opts);
+  const shown = byRank[pinned] ? byRank[pinned].rid : pinned;
+  layerSelect.value = list.some((l) => l.rid === shown) ? shown : "";
+  showLayer();
 }
 
 async function stillLive() {
   const gen = generation;
   try {
     const resp = await fetch(`/api/v1/streams/${encodeURIComponent(stream)}`, { headers: authHeaders() });
+    if (resp.ok) {
+      const info = await resp.json();
+      const videoTrack = (info.tracks || []).find((t) => t.kind === "video");
+      setLayers((videoTrack && videoTrack.layers) || []);
+    }
     if (resp.status !== 404 || gen !== generation || stopped) return true;
   } catch {
     return true; // the connection's own state will tell

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
 // defaultVideoFile is the 2.5 Mbit/s 720p H.264 fixture (testdata/generate.sh).
@@ -92,3 +93,20 @@ func sampleRate(samples []testmedia.Sample) float64 {
 	}
 	return float64(bytes) * 8 / d.Seconds()
 }
+
+// simulcastLowerRate is the bitrate of -simulcast's two lower layers
+// together (testdata/h264-2500k-640.h264 and -320.h264, 600 and 200
+// kbit/s), for the pacer.
+const simulcastLowerRate = 800_000
+
+// simulcastLayers are -simulcast's layers, as browsers name them: "q"
+// 320x180 and "h" 640x360 from testdata, "f" the 720p top file.
+func simulcastLayers(top string) []whipclient.SimulcastLayer {
+	low, _ := testmedia.Lookup("h264-2500k-320.h264")
+	mid, _ := testmedia.Lookup("h264-2500k-640.h264")
+	return []whipclient.SimulcastLayer{{RID: "q", File: low}, {RID: "h", File: mid}, {RID: "f", File: top}}
+}
+
+// layerRIDs maps the names a viewer pins (-layers) to the rids of
+// simulcastLayers.
+var layerRIDs = map[string]string{"low": "q", "mid": "h", "high": "f", "q": "q", "h": "h", "f": "f"}

@@ -51,6 +51,7 @@ func startGateway(bin, baseURL, rtspURL, udpAddr string, extra []string, dir str
 		// limits that stop a flood would stop the load test.
 		"--limits-sessions-per-ip", "0", "--limits-request-rate", "0",
 		"--limits-publishers", "0", "--limits-viewers-per-stream", "0", "--limits-viewers", "0",
+		"--limits-pending-per-ip", "0", "--limits-pending-publishers", "0",
 	}
 	args = append(args, extra...)
 	g.cmd = exec.Command(bin, args...)

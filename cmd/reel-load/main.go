@@ -25,30 +25,37 @@ import (
 
 // config is the command line.
 type config struct {
-	baseURL     string
-	rtspURL     string
-	token       string
-	streams     int
-	viewers     int
-	rtspReaders int
-	transport   string
-	duration    time.Duration
-	warmup      time.Duration
-	parallel    int
-	video       string
-	videoFile   string
-	bitrate     int
-	pace        float64
-	videoRate   float64 // of the file sent, bit/s
-	decrypt     bool
-	pid         int
-	gatewayBin  string
-	gatewayArgs string
-	gatewayUDP  string
-	jsonOut     string
-	prefix      string
-	maxPeers    int
-	label       string
+	baseURL string
+	viewURL string // WHEP viewers' base URL: a cluster's edge; baseURL if empty
+	rtspURL string
+	// URL templates of one stream's endpoints, {stream} for its name.
+	whipURL, whepURL, rtspTpl string
+	token                     string
+	streams                   int
+	viewers                   int
+	rtspReaders               int
+	transport                 string
+	duration                  time.Duration
+	warmup                    time.Duration
+	parallel                  int
+	video                     string
+	videoFile                 string
+	bitrate                   int
+	pace                      float64
+	videoRate                 float64 // of the file sent, bit/s
+	decrypt                   bool
+	pid                       int
+	gatewayBin                string
+	gatewayArgs               string
+	gatewayUDP                string
+	jsonOut                   string
+	prefix                    string
+	meetingSize               int
+	reports                   string
+	maxPeers                  int
+	label                     string
+	simulcast                 bool
+	layers                    []string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -56,7 +63,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("reel-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.baseURL, "url", "http://127.0.0.1:8080", "the gateway's HTTP base URL (WHIP and WHEP)")
+	fs.StringVar(&c.viewURL, "view-url", "", "WHEP viewers' HTTP base URL, e.g. another node of a cluster that relays the streams (default: -url)")
 	fs.StringVar(&c.rtspURL, "rtsp", "rtsp://127.0.0.1:8554", "the gateway's RTSP base URL")
+	fs.StringVar(&c.whipURL, "whip-url", "", "WHIP endpoint template, {stream} for the stream's name, to measure another gateway (default: -url + /whip/{stream})")
+	fs.StringVar(&c.whepURL, "whep-url", "", "WHEP endpoint template (default: -view-url + /whep/{stream})")
+	fs.StringVar(&c.rtspTpl, "rtsp-url", "", "RTSP URL template (default: -rtsp + /{stream})")
 	fs.StringVar(&c.token, "token", "", "token for WHIP, WHEP and the API (Bearer) and RTSP (Basic auth password)")
 	fs.IntVar(&c.streams, "streams", 1, "WHIP publishers, one stream each")
 	fs.IntVar(&c.viewers, "viewers", 1, "WHEP viewers per stream")
@@ -76,8 +87,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.gatewayArgs, "gateway-args", "", "extra flags for -gateway, e.g. \"--recordings-enabled=false\"")
 	fs.StringVar(&c.jsonOut, "json", "", "also write the report as JSON to this file (- for stdout, replacing the table)")
 	fs.StringVar(&c.prefix, "prefix", "", "stream name prefix (default load-<random>-)")
+	fs.StringVar(&c.reports, "sender-reports", "pion", "who writes the publishers' RTCP Sender Reports: pion (its interceptor: RTP mapped to the time a packet was sent) or capture (RTP mapped to the capture clock, as browsers and OBS do)")
+	fs.IntVar(&c.meetingSize, "meeting-size", 0, "group the streams into meetings of this many participants, named <prefix>m<k>/p<j> (0: one stream per name)")
 	fs.IntVar(&c.maxPeers, "max-peers", 5000, "refuse runs with more viewers and readers than this in total")
 	fs.StringVar(&c.label, "label", "", "a name for the run, copied into the report")
+	fs.BoolVar(&c.simulcast, "simulcast", false, "publishers send three layers of H.264 (rids q 320x180, h 640x360, f 1280x720 at -bitrate)")
+	layers := fs.String("layers", "low,mid,high", "with -simulcast, the layers viewers pin (?layer=), round robin; \"auto\" lets the gateway choose")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -99,14 +114,50 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-pace cannot be negative")
 	case c.parallel < 1:
 		return nil, errors.New("-parallel must be at least 1")
+	case c.reports != "pion" && c.reports != "capture":
+		return nil, fmt.Errorf("-sender-reports: want pion or capture, got %q", c.reports)
+	case c.meetingSize < 0:
+		return nil, errors.New("-meeting-size cannot be negative")
+	}
+	if c.simulcast {
+		if c.video != "h264" {
+			return nil, errors.New("-simulcast sends H.264 layers: leave -video h264")
+		}
+		for _, l := range strings.Split(*layers, ",") {
+			if l = strings.TrimSpace(l); l != "auto" && layerRIDs[l] == "" {
+				return nil, fmt.Errorf("-layers: %q is not low, mid, high, q, h, f or auto", l)
+			}
+			c.layers = append(c.layers, strings.TrimSpace(l))
+		}
 	}
 	c.baseURL = strings.TrimRight(c.baseURL, "/")
+	if c.viewURL = strings.TrimRight(c.viewURL, "/"); c.viewURL == "" {
+		c.viewURL = c.baseURL
+	}
 	c.rtspURL = strings.TrimRight(c.rtspURL, "/")
+	for _, t := range []struct {
+		tpl  *string
+		flag string
+		def  string
+	}{{&c.whipURL, "-whip-url", c.baseURL + "/whip/{stream}"}, {&c.whepURL, "-whep-url", c.viewURL + "/whep/{stream}"}, {&c.rtspTpl, "-rtsp-url", c.rtspURL + "/{stream}"}} {
+		if *t.tpl == "" {
+			*t.tpl = t.def
+		}
+		if !strings.Contains(*t.tpl, streamPlaceholder) {
+			return nil, fmt.Errorf("%s %q has no %s", t.flag, *t.tpl, streamPlaceholder)
+		}
+	}
 	if c.prefix == "" {
 		c.prefix = fmt.Sprintf("load-%04x-", time.Now().UnixNano()&0xffff)
 	}
 	return c, nil
 }
+
+// streamPlaceholder stands for a stream's name in the URL templates.
+const streamPlaceholder = "{stream}"
+
+// endpoint fills a URL template with a stream's name.
+func endpoint(tpl, stream string) string { return strings.ReplaceAll(tpl, streamPlaceholder, stream) }
 
 func main() {
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)

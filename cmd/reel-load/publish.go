@@ -46,7 +46,28 @@ func startPublisher(ctx context.Context, cfg *config, name string, client *http.
 		HTTPClient:    client,
 		SettingEngine: &se,
 	}
-	pub, err := whipclient.Publish(ctx, cfg.baseURL+"/whip/"+name, opts)
+	if cfg.simulcast {
+		// Three layers of the same 720p picture; the top one is the
+		// (padded) -video-file, and pacing covers all three.
+		p.stamps.layers = map[string]*stampTable{}
+		for _, l := range simulcastLayers(cfg.videoFile) {
+			opts.Simulcast = append(opts.Simulcast, l)
+			p.stamps.layers[l.RID] = new(stampTable)
+		}
+		if cfg.pace > 0 {
+			pace = newPacer(cfg.pace * (cfg.videoRate + simulcastLowerRate) / 8)
+		}
+		opts.OnLayerPacket = func(rid string, pkt *rtp.Packet) {
+			if pace != nil {
+				pace.wait(pkt.MarshalSize())
+			}
+			p.stamps.layers[rid].stamp(pkt.SequenceNumber, pkt.Timestamp, now())
+		}
+	}
+	if cfg.reports == "capture" {
+		opts.Timing.SenderReports = whipclient.SRCapture
+	}
+	pub, err := whipclient.Publish(ctx, endpoint(cfg.whipURL, name), opts)
 	if err != nil {
 		return nil, err
 	}

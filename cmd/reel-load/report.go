@@ -28,6 +28,7 @@ type report struct {
 	LoadTool  procReport        `json:"load_tool"`
 	Machine   machineReport     `json:"machine"`
 	HubDrops  map[string]uint64 `json:"hub_dropped_packets"`
+	HubShed   map[string]uint64 `json:"hub_shed_packets"`
 	UDPErrors udpErrorsReport   `json:"kernel_udp_errors"`
 	Errors    []string          `json:"errors,omitempty"`
 }
@@ -43,6 +44,8 @@ type runSetup struct {
 	VideoKbps        float64 `json:"video_file_kbps"`
 	Decrypt          bool    `json:"whep_decrypt"`
 	Pace             float64 `json:"pace"`
+	// Layers are the simulcast layers viewers pinned (-simulcast).
+	Layers []string `json:"simulcast_layers,omitempty"`
 }
 
 type publishReport struct {
@@ -62,14 +65,20 @@ type latencyReport struct {
 }
 
 type groupReport struct {
-	Wanted       int           `json:"wanted"`
-	Connected    int           `json:"connected"`
-	Failed       int           `json:"failed"`
-	SetupS       float64       `json:"setup_s"`
-	Silent       int           `json:"silent"`
-	OverTarget   int           `json:"over_loss_target"`
-	Received     uint64        `json:"packets_received"`
-	Expected     uint64        `json:"packets_expected"`
+	Wanted     int     `json:"wanted"`
+	Connected  int     `json:"connected"`
+	Failed     int     `json:"failed"`
+	SetupS     float64 `json:"setup_s"`
+	Silent     int     `json:"silent"`
+	OverTarget int     `json:"over_loss_target"`
+	Received   uint64  `json:"packets_received"`
+	Expected   uint64  `json:"packets_expected"`
+	// Packets received per peer, next to what each publisher sent in the
+	// window: loss by sequence numbers misses what a gateway that
+	// renumbers after dropping never sent.
+	PerPeer      float64       `json:"packets_received_per_peer"`
+	PerPeerMin   uint64        `json:"packets_received_min_peer"`
+	SentPerPub   float64       `json:"packets_sent_per_publisher"`
 	LossPct      float64       `json:"loss_pct"`
 	WorstLossPct float64       `json:"worst_viewer_loss_pct"`
 	KbpsMean     float64       `json:"kbps_per_viewer"`
@@ -106,7 +115,7 @@ func newReport(cfg *config, videoFile string, videoRate float64) *report {
 	r.Setup = runSetup{
 		Streams: cfg.streams, ViewersPerStream: cfg.viewers, ReadersPerStream: cfg.rtspReaders,
 		DurationS: cfg.duration.Seconds(), Video: cfg.video, VideoFile: filepath.Base(videoFile),
-		VideoKbps: math.Round(videoRate / 1000), Decrypt: cfg.decrypt, Pace: cfg.pace,
+		VideoKbps: math.Round(videoRate / 1000), Decrypt: cfg.decrypt, Pace: cfg.pace, Layers: cfg.layers,
 	}
 	if cfg.rtspReaders > 0 {
 		r.Setup.RTSPTransport = cfg.transport
@@ -130,9 +139,11 @@ func (r *report) fill(a, b snapshot, peakRSS int64, pubs []*publisher, whep, rts
 	}
 	if wanted := r.Setup.Streams * r.Setup.ViewersPerStream; wanted > 0 {
 		r.WHEP = group(whep, wanted, errs.kind("whep"), setup, wall)
+		r.WHEP.SentPerPub = sentPerPub(pkts, len(pubs))
 	}
 	if wanted := r.Setup.Streams * r.Setup.ReadersPerStream; wanted > 0 {
 		r.RTSP = group(rtsp, wanted, errs.kind("rtsp"), setup, wall)
+		r.RTSP.SentPerPub = sentPerPub(pkts, len(pubs))
 	}
 	if a.gwErr == nil && b.gwErr == nil && r.Gateway.PID != 0 {
 		r.Gateway.CPUCores = round3(cpuShare(a.gw, b.gw))
@@ -152,10 +163,21 @@ func (r *report) fill(a, b snapshot, peakRSS int64, pubs []*publisher, whep, rts
 	for k, n := range b.drops {
 		r.HubDrops[k] = n - min(n, a.drops[k])
 	}
+	r.HubShed = map[string]uint64{}
+	for k, n := range b.shed {
+		r.HubShed[k] = n - min(n, a.shed[k])
+	}
 	r.UDPErrors = udpErrorsReport{RcvbufErrors: b.udp.rcvbuf - a.udp.rcvbuf, SndbufErrors: b.udp.sndbuf - a.udp.sndbuf}
 	errs.mu.Lock()
 	r.Errors = slices.Clone(errs.msgs)
 	errs.mu.Unlock()
+}
+
+func sentPerPub(pkts uint64, pubs int) float64 {
+	if pubs == 0 {
+		return 0
+	}
+	return round1(float64(pkts) / float64(pubs))
 }
 
 func group(peers []peer, wanted, failed int, setup time.Duration, wall float64) *groupReport {
@@ -171,6 +193,10 @@ func group(peers []peer, wanted, failed int, setup time.Duration, wall float64) 
 		got := r.video.received + r.audio.received
 		g.Expected += exp
 		g.Received += min(got, exp)
+		if g.PerPeerMin == 0 || got < g.PerPeerMin {
+			g.PerPeerMin = got
+		}
+		g.PerPeer += float64(got)
 		g.Unmapped += r.unmapped
 		bytes += r.video.bytes + r.audio.bytes
 		if r.video.received == 0 {
@@ -190,6 +216,9 @@ func group(peers []peer, wanted, failed int, setup time.Duration, wall float64) 
 		}
 		lat.merge(&r.lat)
 		r.mu.Unlock()
+	}
+	if len(peers) > 0 {
+		g.PerPeer = round1(g.PerPeer / float64(len(peers)))
 	}
 	if g.Expected > 0 {
 		g.LossPct = round3(100 * float64(g.Expected-g.Received) / float64(g.Expected))
@@ -236,10 +265,13 @@ func writeTable(r *report, w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "run\t%s %d stream(s) × (%d WHEP + %d RTSP/%s), %s video %s (%.0f kbit/s, %s) + Opus, %.0f s\n",
 		r.Label, s.Streams, s.ViewersPerStream, s.ReadersPerStream, orDash(s.RTSPTransport), s.Video, s.VideoFile, s.VideoKbps, pace, s.DurationS)
+	if len(s.Layers) > 0 {
+		fmt.Fprintf(tw, "simulcast\t3 layers (320x180, 640x360, 1280x720); viewers pin %s in turn\n", strings.Join(s.Layers, ", "))
+	}
 	fmt.Fprintf(tw, "publishers\t%d/%d connected, each sending %.0f kbit/s, %.0f packets/s\n",
 		r.Publish.Connected, r.Publish.Wanted, r.Publish.SentKbps, r.Publish.PPS)
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "output\tpeers\tfailed\tsilent\tloss %\tworst %\t>0.5%\tkbit/s each\tjitter ms\tlat p50\tp90\tp99\tp99.9\tmax ms")
+	fmt.Fprintln(tw, "output\tpeers\tfailed\tsilent\tloss %\tworst %\t>0.5%\tpackets each (min)/sent\tkbit/s each\tjitter ms\tlat p50\tp90\tp99\tp99.9\tmax ms")
 	for _, g := range []struct {
 		name string
 		g    *groupReport
@@ -248,8 +280,8 @@ func writeTable(r *report, w io.Writer) error {
 			continue
 		}
 		x := g.g
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%.3f\t%.2f\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\n",
-			g.name, x.Connected, x.Wanted, x.Failed, x.Silent, x.LossPct, x.WorstLossPct, x.OverTarget, x.KbpsMean,
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%.3f\t%.2f\t%d\t%.0f (%d)/%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\n",
+			g.name, x.Connected, x.Wanted, x.Failed, x.Silent, x.LossPct, x.WorstLossPct, x.OverTarget, x.PerPeer, x.PerPeerMin, x.SentPerPub, x.KbpsMean,
 			x.JitterMS, x.Latency.P50, x.Latency.P90, x.Latency.P99, x.Latency.P999, x.Latency.Max)
 	}
 	fmt.Fprintln(tw)
@@ -262,7 +294,7 @@ func writeTable(r *report, w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "load tool\tCPU %.1f%% of a core, RSS %.1f MB\n", 100*r.LoadTool.CPUCores, r.LoadTool.RSSMB)
 	fmt.Fprintf(tw, "machine\t%d cores %.1f%% busy, load %s, %s\n", r.Machine.Cores, r.Machine.BusyPct, r.Machine.LoadAvg, r.Machine.GoVersion)
-	fmt.Fprintf(tw, "drops\thub %v; kernel UDP rcvbuf %d, sndbuf %d\n", r.HubDrops, r.UDPErrors.RcvbufErrors, r.UDPErrors.SndbufErrors)
+	fmt.Fprintf(tw, "drops\thub %v, shed %v; kernel UDP rcvbuf %d, sndbuf %d\n", r.HubDrops, r.HubShed, r.UDPErrors.RcvbufErrors, r.UDPErrors.SndbufErrors)
 	limited := false
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "error\t%s\n", e)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,7 +67,7 @@ func run(ctx context.Context, cfg *config, logw io.Writer) (*report, error) {
 	// Publishers.
 	pubs := make([]*publisher, cfg.streams)
 	forEach(ctx, cfg.streams, cfg.parallel, func(i int) {
-		p, err := startPublisher(ctx, &pcfg, fmt.Sprintf("%s%d", cfg.prefix, i), client)
+		p, err := startPublisher(ctx, &pcfg, streamName(cfg, i), client)
 		if err != nil {
 			errs.add("publisher", err)
 			return
@@ -95,14 +96,19 @@ func run(ctx context.Context, cfg *config, logw io.Writer) (*report, error) {
 
 	// Viewers and readers, all streams interleaved.
 	type job struct {
-		pub  *publisher
-		rtsp bool
+		pub   *publisher
+		rtsp  bool
+		layer string // a simulcast layer to pin, "" for none
 	}
 	var jobs []job
 	for j := 0; j < max(cfg.viewers, cfg.rtspReaders); j++ {
 		for _, p := range live {
 			if j < cfg.viewers {
-				jobs = append(jobs, job{pub: p})
+				jb := job{pub: p}
+				if len(cfg.layers) > 0 && cfg.layers[j%len(cfg.layers)] != "auto" {
+					jb.layer = cfg.layers[j%len(cfg.layers)]
+				}
+				jobs = append(jobs, jb)
 			}
 			if j < cfg.rtspReaders {
 				jobs = append(jobs, job{pub: p, rtsp: true})
@@ -122,7 +128,7 @@ func run(ctx context.Context, cfg *config, logw io.Writer) (*report, error) {
 			jb := jobs[i]
 			if jb.rtsp {
 				recv := newReceiver(jb.pub.stamps)
-				r, err := dialRTSP(cfg.rtspURL+"/"+jb.pub.name, cfg.token, cfg.transport, recv)
+				r, err := dialRTSP(endpoint(cfg.rtspTpl, jb.pub.name), cfg.token, cfg.transport, recv)
 				if err != nil {
 					errs.add("rtsp", err)
 					return
@@ -133,9 +139,18 @@ func run(ctx context.Context, cfg *config, logw io.Writer) (*report, error) {
 				return
 			}
 			recv := newReceiver(jb.pub.stamps)
+			whepURL := endpoint(cfg.whepURL, jb.pub.name)
+			if jb.layer != "" {
+				recv.layer = layerRIDs[jb.layer]
+				sep := "?"
+				if strings.Contains(whepURL, "?") {
+					sep = "&"
+				}
+				whepURL += sep + "layer=" + url.QueryEscape(jb.layer)
+			}
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			v, err := dialWHEP(cctx, cfg.baseURL+"/whep/"+jb.pub.name, cfg.token, client, recv, cfg.decrypt)
+			v, err := dialWHEP(cctx, whepURL, cfg.token, client, recv, cfg.decrypt)
 			if err != nil {
 				errs.add("whep", err)
 				return
@@ -173,6 +188,15 @@ func run(ctx context.Context, cfg *config, logw io.Writer) (*report, error) {
 	}
 	logf("done; closing %d peers", len(whepPeers)+len(rtspPeers))
 	return rep, nil
+}
+
+// streamName is the name of the i-th publisher's stream: flat, or the
+// participant of a meeting with -meeting-size.
+func streamName(cfg *config, i int) string {
+	if cfg.meetingSize > 0 {
+		return fmt.Sprintf("%sm%02d/p%d", cfg.prefix, i/cfg.meetingSize, i%cfg.meetingSize)
+	}
+	return fmt.Sprintf("%s%d", cfg.prefix, i)
 }
 
 // forEach runs f(0..n-1) on at most par goroutines, stopping early when
@@ -232,46 +256,53 @@ type snapshot struct {
 	sys      sysSample
 	udp      udpErrors
 	drops    map[string]uint64
+	shed     map[string]uint64
 	sent     []whipclient.PublisherStats
 }
 
 func takeSnapshot(cfg *config, pid int, pubs []*publisher, client *http.Client) snapshot {
-	s := snapshot{sys: readSys(), udp: readUDPErrors(), drops: map[string]uint64{}}
+	s := snapshot{sys: readSys(), udp: readUDPErrors(), drops: map[string]uint64{}, shed: map[string]uint64{}}
 	if pid != 0 {
 		s.gw, s.gwErr = readProc(pid)
 	}
 	s.self, _ = readProc(os.Getpid())
 	for _, p := range pubs {
 		s.sent = append(s.sent, p.pub.Stats())
-		for k, n := range hubDrops(cfg, p.name, client) {
+		drops, shed := hubDrops(cfg, p.name, client)
+		for k, n := range drops {
 			s.drops[k] += n
+		}
+		for k, n := range shed {
+			s.shed[k] += n
 		}
 	}
 	return s
 }
 
 // hubDrops reads the gateway's per-output counts of packets its hub dropped
-// for consumers that fell behind.
-func hubDrops(cfg *config, stream string, client *http.Client) map[string]uint64 {
+// for consumers whose queue was full, and shed for those beyond their
+// latency budget (Reel's streams API; nil from another gateway).
+func hubDrops(cfg *config, stream string, client *http.Client) (dropped, shed map[string]uint64) {
 	req, err := http.NewRequest(http.MethodGet, cfg.baseURL+"/api/v1/streams/"+url.PathEscape(stream), nil)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	if cfg.token != "" {
 		req.Header.Set("Authorization", "Bearer "+cfg.token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	defer resp.Body.Close()
 	var info struct {
 		Dropped map[string]uint64 `json:"dropped_packets"`
+		Shed    map[string]uint64 `json:"shed_packets"`
 	}
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&info) != nil {
-		return nil
+		return nil, nil
 	}
-	return info.Dropped
+	return info.Dropped, info.Shed
 }
 
 // sampleRSS waits d, reading the gateway's RSS every second, and returns

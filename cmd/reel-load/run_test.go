@@ -67,6 +67,9 @@ func TestRunAgainstGateway(t *testing.T) {
 		if g.Connected != g.Wanted || g.Failed != 0 || g.Silent != 0 || g.Received == 0 {
 			t.Errorf("%s: %+v", name, g)
 		}
+		if g.PerPeer <= 0 || g.PerPeerMin == 0 || g.SentPerPub <= 0 {
+			t.Errorf("%s: packets per peer not counted: %+v", name, g)
+		}
 		if g.Latency.P50 <= 0 || g.Unmapped > g.Received/100 {
 			t.Errorf("%s: latency not measured: %+v, %d packets without a send time", name, g.Latency, g.Unmapped)
 		}
@@ -76,5 +79,27 @@ func TestRunAgainstGateway(t *testing.T) {
 	}
 	if err := writeTable(rep, io.Discard); err != nil {
 		t.Error(err)
+	}
+}
+
+// URL templates put the stream's name where {stream} is, so the tool can
+// measure another gateway's paths; the defaults are Reel's.
+func TestURLTemplates(t *testing.T) {
+	cfg, err := parseFlags([]string{"-url", "http://h:1/", "-rtsp", "rtsp://h:2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, c := endpoint(cfg.whipURL, "x/y"), endpoint(cfg.whepURL, "x/y"), endpoint(cfg.rtspTpl, "x/y"); a != "http://h:1/whip/x/y" || b != "http://h:1/whep/x/y" || c != "rtsp://h:2/x/y" {
+		t.Errorf("defaults: %s %s %s", a, b, c)
+	}
+	cfg, err = parseFlags([]string{"-whip-url", "http://o:1/{stream}/whip", "-whep-url", "http://o:1/{stream}/whep?k=v", "-rtsp-url", "rtsp://o:2/live/{stream}"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, c := endpoint(cfg.whipURL, "s"), endpoint(cfg.whepURL, "s"), endpoint(cfg.rtspTpl, "s"); a != "http://o:1/s/whip" || b != "http://o:1/s/whep?k=v" || c != "rtsp://o:2/live/s" {
+		t.Errorf("templates: %s %s %s", a, b, c)
+	}
+	if _, err := parseFlags([]string{"-whep-url", "http://o:1/whep"}, io.Discard); err == nil {
+		t.Error("a template without {stream} was taken")
 	}
 }

@@ -34,9 +34,12 @@ func (t *stampTable) lookup(seq uint16, rtpTS uint32) int64 {
 	return at
 }
 
-// streamStamps holds the tables of one published stream.
+// streamStamps holds the tables of one published stream: with -simulcast
+// one per video layer, by rid (a viewer pinned to a layer gets that
+// layer's numbering unchanged).
 type streamStamps struct {
 	video, audio stampTable
+	layers       map[string]*stampTable
 }
 
 func (s *streamStamps) table(video bool) *stampTable {
@@ -44,4 +47,12 @@ func (s *streamStamps) table(video bool) *stampTable {
 		return &s.video
 	}
 	return &s.audio
+}
+
+// layerTable is the table of rid's video, or table(video) without layers.
+func (s *streamStamps) layerTable(video bool, rid string) *stampTable {
+	if t := s.layers[rid]; video && t != nil {
+		return t
+	}
+	return s.table(video)
 }

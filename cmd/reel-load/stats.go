@@ -156,6 +156,7 @@ func (t *trackRecv) jitterMS() float64 { return t.jitter / 1e6 }
 // read it safely.
 type receiver struct {
 	stamps *streamStamps
+	layer  string // the rid of a simulcast layer the viewer is pinned to
 
 	mu       sync.Mutex
 	video    trackRecv
@@ -172,7 +173,7 @@ func (r *receiver) packet(video bool, seq uint16, rtpTS uint32, payload int, at 
 		return
 	}
 	transit := int64(-1)
-	if sent := r.stamps.table(video).lookup(seq, rtpTS); sent != 0 {
+	if sent := r.stamps.layerTable(video, r.layer).lookup(seq, rtpTS); sent != 0 {
 		transit = at - sent
 	}
 	r.mu.Lock()

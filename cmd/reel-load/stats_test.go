@@ -29,6 +29,17 @@ func TestHistogramBuckets(t *testing.T) {
 	if h.max != 10000 || h.n != 10000 {
 		t.Errorf("max %d n %d", h.max, h.n)
 	}
+	// No ceiling at seconds: a gateway whose queues grow is measured.
+	var slow histogram
+	for _, s := range []int64{1, 5, 60, 600} {
+		slow.add(s * 1_000_000)
+	}
+	if got := slow.quantile(1); math.Abs(got-600_000) > 0.02*600_000 {
+		t.Errorf("a 600 s latency reads %.0f ms", got)
+	}
+	if got := slow.quantile(0.5); math.Abs(got-5000) > 0.02*5000 {
+		t.Errorf("p50 of 1, 5, 60, 600 s reads %.0f ms, want 5000", got)
+	}
 }
 
 func TestLossAcrossWrap(t *testing.T) {

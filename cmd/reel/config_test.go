@@ -17,12 +17,12 @@ func TestDefaultsMatchTheSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.HTTP.Addr != ":8080" || c.RTSP.Addr != ":8554" || c.WebRTC.UDPAddr != ":8189" || c.Recordings.Dir != "./recordings" || !c.Recordings.Enabled {
-		t.Fatalf("defaults differ from SPEC.md: %+v", c)
+		t.Fatalf("defaults differ from the documented ones (README, Configuration): %+v", c)
 	}
 	if strings.Join(c.Codecs.Video, ",") != "h264,vp8,vp9,av1,h265" || strings.Join(c.Codecs.Audio, ",") != "opus" {
 		t.Fatalf("codec preference %v %v", c.Codecs.Video, c.Codecs.Audio)
 	}
-	if authConfig(c).Enabled() {
+	if ac, err := accessConfig(c); err != nil || ac.Enabled() {
 		t.Fatal("auth is on by default")
 	}
 }
@@ -105,5 +105,82 @@ func TestBadCodecPreference(t *testing.T) {
 	c.Codecs.Video = []string{"h264", "opus"}
 	if _, err := preferences(c); err == nil || !strings.Contains(err.Error(), "codecs.video") {
 		t.Fatalf("err %v", err)
+	}
+	c = defaultConfig()
+	c.Codecs.Prefer = "publisher"
+	if _, err := preferences(c); err == nil || !strings.Contains(err.Error(), "codecs.prefer") {
+		t.Fatalf("codecs.prefer publisher: err %v", err)
+	}
+}
+
+// By default the offer's order picks the codec; codecs.prefer server (or
+// REEL_CODECS_PREFER, --codecs-prefer) makes the configured order win.
+func TestCodecPrefer(t *testing.T) {
+	c, err := loadConfig(nil, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := preferences(c); err != nil || p.ServerOrder || c.Codecs.Prefer != "offer" {
+		t.Fatalf("default: %+v %v (%q)", p, err, c.Codecs.Prefer)
+	}
+	for _, src := range []struct {
+		args []string
+		env  map[string]string
+	}{
+		{[]string{"--codecs-prefer", "server"}, nil},
+		{nil, map[string]string{"REEL_CODECS_PREFER": "server"}},
+	} {
+		c, err := loadConfig(src.args, env(src.env), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := preferences(c); err != nil || !p.ServerOrder {
+			t.Fatalf("%v %v: %+v %v", src.args, src.env, p, err)
+		}
+	}
+}
+
+// The security options reach the parts: trusted proxies and metrics.public
+// the access policy, the limits the gate (pending_publishers derived from
+// publishers unless set), ice_candidates the engine, the timeouts the
+// HTTP server.
+func TestSecurityOptions(t *testing.T) {
+	c, err := loadConfig(nil, env(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.PendingPerIP != 4 || c.Limits.PendingPublishers != -1 || c.Limits.AuthFailures != 10 ||
+		c.Limits.AuthFailureRefill != 6*time.Second || c.Limits.ICECandidates != 20 || len(c.HTTP.TrustedProxies) != 0 ||
+		c.HTTP.ReadTimeout != 15*time.Second || c.HTTP.WriteTimeout != 30*time.Second || c.HTTP.IdleTimeout != 2*time.Minute || c.Metrics.Public {
+		t.Fatalf("security defaults differ from the README's: %+v %+v", c.Limits, c.HTTP)
+	}
+	file := filepath.Join(t.TempDir(), "reel.yaml")
+	yaml := "http:\n  trusted_proxies: [10.0.0.0/8, 192.0.2.7]\nlimits:\n  pending_publishers: auto\n  publishers: 300\nmetrics:\n  public: true\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = loadConfig([]string{"--config", file, "--limits-ice-candidates", "7"},
+		env(map[string]string{"REEL_LIMITS_AUTH_FAILURES": "3", "REEL_HTTP_READ_TIMEOUT": "2s"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := accessConfig(c)
+	if err != nil || len(ac.TrustedProxies) != 2 || !ac.PublicMetrics {
+		t.Fatalf("access config %+v (%v)", ac, err)
+	}
+	if c.Limits.ICECandidates != 7 || c.Limits.AuthFailures != 3 || c.HTTP.ReadTimeout != 2*time.Second || c.Limits.PendingPublishers != -1 {
+		t.Errorf("options not applied: %+v %+v", c.Limits, c.HTTP)
+	}
+	if _, err := loadConfig([]string{"--limits-pending-publishers", "5"}, env(nil), nil); err != nil {
+		t.Errorf("a number for pending_publishers: %v", err)
+	}
+	for _, bad := range [][]string{{"--limits-pending-publishers", "lots"}, {"--http-trusted-proxies", "10.0.0.0/99"}} {
+		c, err := loadConfig(bad, env(nil), nil)
+		if err == nil {
+			_, err = accessConfig(c)
+		}
+		if err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

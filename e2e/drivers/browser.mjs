@@ -8,7 +8,8 @@
 //   {"id":2,"op":"call","page":"pub","fn":"publishWhipWhep","args":["http://.../whip/x","video/VP8"]}
 //   {"id":3,"op":"screenshot","page":"pub","path":"/abs/file.png"}
 //   {"id":4,"op":"close","page":"pub"}
-//   {"id":5,"op":"quit"}
+//   {"id":5,"op":"errors"}   -> {"pub":["console.error: ...", "uncaught: ..."]}
+//   {"id":6,"op":"quit"}
 //
 // Replies are {"id":N,"ok":true,"result":...} or {"id":N,"ok":false,"error":"..."}.
 // Everything else (browser console, page errors, our own notes) goes to
@@ -118,10 +119,25 @@ async function main() {
   for (const p of context.pages()) await p.close();
 
   const pages = new Map();
+  // errors keeps, per page (closed ones too), every error a page reported:
+  // console.error lines (the WHIP/WHEP clients log their failures there,
+  // and Chromium logs failed requests there) and uncaught exceptions and
+  // promise rejections. The Go test fails on any of them.
+  const errors = new Map();
+  function pageError(name, text) {
+    if (!errors.has(name)) errors.set(name, []);
+    errors.get(name).push(text);
+  }
   async function open(name) {
     const page = await context.newPage();
-    page.on("console", (m) => process.stderr.write(`[${name}] console.${m.type()}: ${m.text()}\n`));
-    page.on("pageerror", (e) => process.stderr.write(`[${name}] pageerror: ${e.stack || e}\n`));
+    page.on("console", (m) => {
+      process.stderr.write(`[${name}] console.${m.type()}: ${m.text()}\n`);
+      if (m.type() === "error") pageError(name, `console.error: ${m.text()}`);
+    });
+    page.on("pageerror", (e) => {
+      process.stderr.write(`[${name}] pageerror: ${e.stack || e}\n`);
+      pageError(name, `uncaught: ${e.message || e}`);
+    });
     page.on("requestfailed", (r) => process.stderr.write(`[${name}] request failed: ${r.method()} ${r.url()} ${r.failure() ? r.failure().errorText : ""}\n`));
     page.on("response", (r) => {
       if (r.url().startsWith(base)) return;
@@ -184,6 +200,8 @@ async function main() {
           await (await p).close();
           return true;
         }
+        case "errors":
+          return Object.fromEntries(errors);
         case "quit":
           await quit();
           return true;

@@ -8,7 +8,8 @@ After --seconds of media (with --seconds 0: when a "stop" line or the end
 of stdin arrives) it ends the session with DELETE.
 
 It prints one JSON object per line on stdout, for the Go test to follow:
-  {"event": "connected", ...}   media flows
+  {"event": "connected", "post": {"sent_at", "answered_at"}, ...}   media flows
+                                (post: when the offer was POSTed and answered, Unix seconds)
   {"event": "stopped", "published_seconds": ...}   DELETE answered
   {"event": "error", "error": "..."}   then exits 1
 
@@ -27,7 +28,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-ELEMENTS = ["webrtcbin", "x264enc", "opusenc", "rtph264pay", "rtpopuspay",
+ELEMENTS = ["webrtcbin", "x264enc", "opusenc", "rtph264pay", "rtpopuspay", "appsrc",
             "videotestsrc", "audiotestsrc", "videoconvert", "audioconvert",
             "audioresample", "nicesrc", "nicesink"]
 
@@ -96,6 +97,83 @@ audiotestsrc is-live=true wave=sine freq=440
 """
 
 
+# --source flashbeep: the time-coded source of the lip-sync and meeting
+# tests, on the wall clock. The frames and audio chunks are made here and
+# pushed by appsrc with the running time of the wall-clock instant each
+# one shows, so the picture is white for 100 ms from every even second of
+# the wall clock (time.time()) and a 1 kHz beep sounds then, like the
+# Chromium page's and the Go client's sources.
+FLASHBEEP = """
+webrtcbin name=webrtc bundle-policy={bundle} latency=100
+appsrc name=vsrc is-live=true format=time do-timestamp=false
+  caps=video/x-raw,format=I420,width={w},height={h},framerate=30/1
+  ! videoconvert ! queue
+  ! x264enc tune=zerolatency speed-preset=superfast key-int-max=30 bframes=0 bitrate=300
+  ! video/x-h264,profile=high,stream-format=byte-stream
+  ! rtph264pay config-interval=0 pt=102 mtu=1200
+  ! application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000
+  ! webrtc.
+appsrc name=asrc is-live=true format=time do-timestamp=false
+  caps=audio/x-raw,format=S16LE,rate=48000,channels=2,layout=interleaved
+  ! audioconvert ! audioresample ! queue
+  ! opusenc bitrate=64000 frame-size=20
+  ! rtpopuspay pt=111
+  ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000
+  ! webrtc.
+"""
+
+
+class WallClockSource:
+    """Pushes flash-and-beep video (30 fps) and audio (20 ms chunks) whose
+    timestamps are the running time of the wall-clock instant they show."""
+
+    def __init__(self, pub, w, h):
+        import math
+        import struct
+        self.pub, self.Gst = pub, pub.Gst
+        self.vsrc = pub.pipe.get_by_name("vsrc")
+        self.asrc = pub.pipe.get_by_name("asrc")
+        y, c = w * h, (w // 2) * (h // 2)
+        self.white = b"\xeb" * y + b"\x80" * (2 * c)
+        self.black = b"\x10" * y + b"\x80" * (2 * c)
+        n = 960  # 20 ms at 48 kHz
+        self.silence = b"\x00" * (n * 4)
+        # A 1 kHz beep: 20 ms is 20 whole periods, so every chunk is the same.
+        self.beep = b"".join(struct.pack("<hh", v, v) for v in
+                             (int(0.8 * 32767 * math.sin(2 * math.pi * 1000 * i / 48000)) for i in range(n)))
+        self.stop = threading.Event()
+
+    def start(self):
+        pipe = self.pub.pipe
+        clock = pipe.get_clock()
+        # running time = wall time + offset (ns); the pipeline clock is
+        # monotonic, read beside the wall clock once.
+        self.offset = clock.get_time() - pipe.get_base_time() - int(time.time() * 1e9)
+        first = int(time.time()) + 1  # the next whole second
+        threading.Thread(target=self.run, args=(self.vsrc, first, 1e9 / 30, self.frame), daemon=True).start()
+        threading.Thread(target=self.run, args=(self.asrc, first, 20e6, self.chunk), daemon=True).start()
+
+    def frame(self, wall_ns):
+        return self.white if wall_ns % 2_000_000_000 < 100_000_000 else self.black
+
+    def chunk(self, wall_ns):
+        return self.beep if wall_ns % 2_000_000_000 < 100_000_000 else self.silence
+
+    def run(self, src, first, period, make):
+        k = 0
+        while not self.stop.is_set():
+            wall_ns = first * 1_000_000_000 + int(k * period)
+            delay = wall_ns / 1e9 - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            buf = self.Gst.Buffer.new_wrapped(make(wall_ns))
+            buf.pts = wall_ns + self.offset
+            buf.duration = int(period)
+            if src.emit("push-buffer", buf) != self.Gst.FlowReturn.OK:
+                return
+            k += 1
+
+
 class Publisher:
     def __init__(self, args):
         self.args = args
@@ -104,7 +182,10 @@ class Publisher:
         self.resource = None
         self.error = None
         self.connected_at = None
-        self.pipe = self.Gst.parse_launch(PIPELINE.format(w=args.width, h=args.height, bundle=args.bundle_policy))
+        self.posted = None
+        source = FLASHBEEP if args.source == "flashbeep" else PIPELINE
+        self.pipe = self.Gst.parse_launch(source.format(w=args.width, h=args.height, bundle=args.bundle_policy))
+        self.source = WallClockSource(self, args.width, args.height) if args.source == "flashbeep" else None
         self.webrtc = self.pipe.get_by_name("webrtc")
         self.restrict_ice()
         self.webrtc.connect("on-negotiation-needed", self.on_negotiation_needed)
@@ -179,18 +260,34 @@ class Publisher:
         headers = {"Content-Type": "application/sdp"}
         if self.args.token:
             headers["Authorization"] = "Bearer " + self.args.token
-        req = urllib.request.Request(self.args.url, data=sdp.encode(), headers=headers, method="POST")
+        # urllib follows no 307 or 308 for a POST; RFC 9725 section 4.5 asks
+        # WHIP clients to, with the same offer, so this loop does (a
+        # cluster's node answers 307 to the node that owns the stream).
+        url = self.args.url
+        sent_at = time.time()
         try:
-            with urllib.request.urlopen(req, timeout=15) as resp:
-                if resp.status != 201:
-                    return self.fail("POST answered %d, want 201" % resp.status)
-                location = resp.headers.get("Location")
-                if not location:
-                    return self.fail("201 without a Location header")
-                self.resource = urllib.parse.urljoin(self.args.url, location)
-                answer = resp.read().decode()
-        except urllib.error.HTTPError as e:
-            return self.fail("POST answered %d: %s" % (e.code, e.read().decode(errors="replace")[:500]))
+            for _hop in range(5):
+                req = urllib.request.Request(url, data=sdp.encode(), headers=headers, method="POST")
+                try:
+                    with urllib.request.urlopen(req, timeout=15) as resp:
+                        self.posted = {"sent_at": sent_at, "answered_at": time.time()}
+                        if resp.status != 201:
+                            return self.fail("POST answered %d, want 201" % resp.status)
+                        location = resp.headers.get("Location")
+                        if not location:
+                            return self.fail("201 without a Location header")
+                        # Relative to the endpoint that answered.
+                        self.resource = urllib.parse.urljoin(url, location)
+                        answer = resp.read().decode()
+                        break
+                except urllib.error.HTTPError as e:
+                    if e.code in (307, 308) and e.headers.get("Location"):
+                        url = urllib.parse.urljoin(url, e.headers.get("Location"))
+                        emit(event="redirected", status=e.code, to=url)
+                        continue
+                    return self.fail("POST answered %d: %s" % (e.code, e.read().decode(errors="replace")[:500]))
+            else:
+                return self.fail("POST redirected more than 5 times")
         except Exception as e:
             return self.fail("POST failed: %s" % e)
         if ncand == 0:
@@ -223,7 +320,7 @@ class Publisher:
         if state == self.GstWebRTC.WebRTCPeerConnectionState.CONNECTED and self.connected_at is None:
             self.connected_at = time.monotonic()
             emit(event="connected", resource=self.resource, offer_candidates=self.webrtc.get_property(
-                "local-description").sdp.as_text().count("a=candidate:"))
+                "local-description").sdp.as_text().count("a=candidate:"), post=self.posted)
             if self.args.seconds > 0:
                 self.GLib.timeout_add(int(self.args.seconds * 1000), self.finish)
             else:
@@ -268,7 +365,14 @@ class Publisher:
         if self.pipe.set_state(self.Gst.State.PLAYING) == self.Gst.StateChangeReturn.FAILURE:
             self.fail("the pipeline would not start")
         else:
+            if self.source:
+                # The running time is known once the pipeline plays (live
+                # sources do not preroll).
+                self.pipe.get_state(5 * self.Gst.SECOND)
+                self.source.start()
             self.loop.run()
+            if self.source:
+                self.source.stop.set()
         published = time.monotonic() - self.connected_at if self.connected_at else 0
         status = self.delete()
         self.pipe.set_state(self.Gst.State.NULL)
@@ -294,6 +398,9 @@ def main():
                     help="gather ICE candidates on this address only (repeatable); default: every interface")
     ap.add_argument("--bundle-policy", default="max-bundle",
                     help="webrtcbin bundle-policy; WHIP (RFC 9725) wants max-bundle")
+    ap.add_argument("--source", default="testsrc", choices=["testsrc", "flashbeep"],
+                    help="testsrc: a moving ball and a 440 Hz tone; flashbeep: a white flash and a beep "
+                         "at every even second of the wall clock")
     ap.add_argument("--verbose", action="store_true", help="log the SDP offer and answer")
     ap.add_argument("--check", action="store_true", help="only check that GStreamer can run here")
     args = ap.parse_args()

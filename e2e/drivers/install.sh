@@ -2,7 +2,10 @@
 # Installs what the interop suite (go test -run "Interop|BrowserUI" ./e2e) needs:
 # Debian's Chromium, GStreamer with webrtcbin and Python bindings, ffmpeg,
 # MKVToolNix, Node.js, and the pinned npm packages of package-lock.json;
-# also iproute2 for the RTSP multicast test (egress/rtsp).
+# also iproute2 (ip, tc) for the RTSP multicast test (egress/rtsp) and the
+# simulcast bandwidth tests (e2e/bandwidth_test.go), and Redis for the
+# cluster tests (go test -run Cluster ./e2e; SeaweedFS, their S3 server,
+# is built by build_weed.sh).
 # Idempotent: a second run installs nothing and takes a few seconds.
 # Never downloads a browser of its own (playwright-core is driver only).
 set -euo pipefail
@@ -13,7 +16,8 @@ debs=(
 	chromium                      # libwebrtc, driven by playwright-core
 	ffmpeg                        # ffmpeg/ffprobe: RTSP, HLS and file readers
 	mkvtoolnix                    # mkvinfo, mkvmerge
-	iproute2                      # ip: the RTSP multicast test's own network namespace
+	fonts-dejavu-core             # the names on a composite meeting export's tiles
+	iproute2                      # ip, tc: network namespaces of the multicast and bandwidth tests
 	gstreamer1.0-tools
 	gstreamer1.0-plugins-base     # videotestsrc, audiotestsrc, opusenc
 	gstreamer1.0-plugins-good     # rtph264pay, rtpopuspay
@@ -26,6 +30,7 @@ debs=(
 	gir1.2-gst-plugins-bad-1.0    # GstWebRTC, GstSdp
 	nodejs
 	npm
+	redis-server                  # the cluster tests' registry, started per test on a loopback port
 )
 
 missing=()

@@ -5,6 +5,7 @@
 import { WHIPClient } from "whip-whep/whip.js";
 import { WHEPClient } from "whip-whep/whep.js";
 import { WHIPClient as EyevinnWHIPClient } from "@eyevinn/whip-web-client";
+import Hls from "hls.js";
 
 const state = { stream: null, pc: null, whip: null, eyevinn: null, whep: null, video: null, connectedAt: 0 };
 
@@ -19,6 +20,23 @@ function noteConnected(pc) {
   pc.addEventListener("connectionstatechange", check);
   check();
 }
+
+// Every POST this page makes (the WHIP offers), with when it was sent and
+// when its answer came (ms since the epoch): a meeting test checks that the
+// gateway noted the join between the two.
+const posts = [];
+const pageFetch = window.fetch.bind(window);
+window.fetch = async (input, init) => {
+  const method = (init && init.method) || (input && input.method) || "GET";
+  if (method.toUpperCase() !== "POST") return pageFetch(input, init);
+  const entry = { url: String(input && input.url ? input.url : input), sentAt: Date.now(), answeredAt: 0 };
+  posts.push(entry);
+  try {
+    return await pageFetch(input, init);
+  } finally {
+    entry.answeredAt = Date.now();
+  }
+};
 
 function log(...args) {
   console.log("[page]", ...args);
@@ -35,7 +53,55 @@ async function waitUntil(what, timeoutMs, cond) {
   }
 }
 
-async function camera() {
+// flashBeep is a time-coded source for lip-sync and meeting timeline
+// tests: a canvas that is white for 100 ms from every even second of the
+// wall clock (Date.now()) and black otherwise, and a 1 kHz beep of 100 ms
+// at the same instants, scheduled on the audio clock. Every page (and
+// every publisher of the same machine) flashes and beeps at the same
+// instants.
+function flashBeep() {
+  const canvas = document.createElement("canvas");
+  canvas.width = 320;
+  canvas.height = 180;
+  const g = canvas.getContext("2d");
+  const draw = () => {
+    g.fillStyle = Date.now() % 2000 < 100 ? "#fff" : "#000";
+    g.fillRect(0, 0, canvas.width, canvas.height);
+  };
+  draw();
+  state.drawTimer = setInterval(draw, 5);
+  const video = canvas.captureStream(30).getVideoTracks()[0];
+  const ac = new AudioContext({ sampleRate: 48000 });
+  const osc = ac.createOscillator();
+  osc.frequency.value = 1000;
+  const gain = ac.createGain();
+  gain.gain.value = 0;
+  const dest = ac.createMediaStreamDestination();
+  osc.connect(gain).connect(dest);
+  osc.start();
+  let next = Math.ceil(Date.now() / 2000) * 2000;
+  const schedule = () => {
+    // Beeps of the next 3 s, at wall-clock instants mapped to audio time.
+    while (next < Date.now() + 3000) {
+      const at = ac.currentTime + (next - Date.now()) / 1000;
+      if (at > ac.currentTime) {
+        gain.gain.setValueAtTime(0.8, at);
+        gain.gain.setValueAtTime(0, at + 0.1);
+      }
+      next += 2000;
+    }
+  };
+  schedule();
+  state.beepTimer = setInterval(schedule, 500);
+  state.audioContext = ac;
+  return new MediaStream([video, dest.stream.getAudioTracks()[0]]);
+}
+
+async function camera(source) {
+  if (source === "flashbeep") {
+    state.stream = flashBeep();
+    return state.stream;
+  }
   // The fake device: a 640x480 test pattern with a timer and a beep.
   state.stream = await navigator.mediaDevices.getUserMedia({
     video: { width: 640, height: 480, frameRate: 30 },
@@ -84,6 +150,7 @@ async function sendSummary(pc) {
         iceState: s.iceState,
         localUfrag: s.iceLocalUsernameFragment,
         selectedCandidatePairChanges: s.selectedCandidatePairChanges,
+        srtpCipher: s.srtpCipher || "",
       };
     }
   });
@@ -100,11 +167,21 @@ function sendCodecs(kind) {
   return RTCRtpSender.getCapabilities(kind).codecs.map((c) => c.mimeType + (c.sdpFmtpLine ? ";" + c.sdpFmtpLine : ""));
 }
 
+// offerFirstVideo is the first video codec of the page's offer: the one
+// the publisher prefers.
+function offerFirstVideo(pc) {
+  const sdp = pc.localDescription ? pc.localDescription.sdp : "";
+  const m = sdp.match(/^m=video \d+ \S+ (\d+)/m);
+  const rtpmap = m && sdp.match(new RegExp(`^a=rtpmap:${m[1]} ([^/\\s]+)`, "m"));
+  return rtpmap ? "video/" + rtpmap[1] : "";
+}
+
 // publishWhipWhep publishes the fake camera and mic with the whip-whep
-// WHIPClient (trickle ICE over PATCH). mime, if set, is the only video
-// codec offered (plus RTX), through setCodecPreferences.
-async function publishWhipWhep(url, mime) {
-  const stream = await camera();
+// WHIPClient (trickle ICE over PATCH). mime, if set, is offered first and
+// every other video codec after it, as an app calling setCodecPreferences
+// with its favourite first does. source picks the camera (camera()).
+async function publishWhipWhep(url, mime, source) {
+  const stream = await camera(source);
   const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
   state.pc = pc;
   noteConnected(pc);
@@ -116,12 +193,14 @@ async function publishWhipWhep(url, mime) {
     if (want.length === 0) {
       throw new Error(`this Chromium cannot send ${mime}; it sends ${sendCodecs("video").join(", ")}`);
     }
-    const rtx = all.filter((c) => c.mimeType.toLowerCase() === "video/rtx");
-    vt.setCodecPreferences([...want, ...rtx]);
+    const rest = all.filter((c) => c.mimeType.toLowerCase() !== mime.toLowerCase());
+    vt.setCodecPreferences([...want, ...rest]);
   }
   const client = new WHIPClient();
   state.whip = client;
+  const firstPost = posts.length;
   await client.publish(pc, url);
+  const post = posts.slice(firstPost).find((p) => p.url === url) || null;
   await waitConnected(pc, 20000);
   // Wait until media really flows, so "connected" means "sending".
   await waitUntil("video and audio packets to be sent", 10000, async () => {
@@ -130,7 +209,7 @@ async function publishWhipWhep(url, mime) {
   });
   const s = await sendSummary(pc);
   log("publishing", JSON.stringify(s));
-  return { ...s, resource: String(client.resourceURL), remoteUfrag: remoteUfrag(pc), offered: sendCodecs("video"), connectedAt: state.connectedAt };
+  return { ...s, resource: String(client.resourceURL), remoteUfrag: remoteUfrag(pc), offered: sendCodecs("video"), offerFirst: offerFirstVideo(pc), connectedAt: state.connectedAt, post };
 }
 
 // restart does an ICE restart with whip-whep (PATCH with If-Match: * and
@@ -185,7 +264,7 @@ async function publishEyevinn(url) {
   });
   const s = await sendSummary(pc);
   log("publishing", JSON.stringify(s));
-  return { ...s, resource: client.resource, trickle: client.supportTrickleIce(), connectedAt: state.connectedAt };
+  return { ...s, resource: client.resource, trickle: client.supportTrickleIce(), offerFirst: offerFirstVideo(pc), connectedAt: state.connectedAt };
 }
 
 async function stats() {
@@ -205,12 +284,16 @@ async function stop() {
     state.eyevinn = null;
   }
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  clearInterval(state.drawTimer);
+  clearInterval(state.beepTimer);
+  if (state.audioContext) await state.audioContext.close();
+  state.audioContext = null;
   state.pc = null;
   return { stoppedAt, connectedAt: state.connectedAt };
 }
 
 async function recvSummary(pc) {
-  const out = { video: null, audio: null };
+  const out = { video: null, audio: null, srtpCipher: "" };
   const stats = await pc.getStats();
   const byId = new Map();
   stats.forEach((s) => byId.set(s.id, s));
@@ -230,6 +313,7 @@ async function recvSummary(pc) {
         decoderImplementation: s.decoderImplementation,
       };
     }
+    if (s.type === "transport") out.srtpCipher = s.srtpCipher || "";
   });
   return out;
 }
@@ -286,5 +370,157 @@ async function stopWatching() {
   return true;
 }
 
-window.reel = { publishWhipWhep, publishEyevinn, restart, stats, stop, watch, stopWatching, sendCodecs };
+// publishSimulcast publishes a 1280x720 fake camera with three
+// sendEncodings (rids q, h, f: a quarter, half and full size), mime first
+// in the offer, with the whip-whep WHIPClient, and waits until every
+// layer sends.
+async function publishSimulcast(url, mime) {
+  state.stream = await navigator.mediaDevices.getUserMedia({
+    video: { width: 1280, height: 720, frameRate: 30 },
+    audio: true,
+  });
+  document.getElementById("local").srcObject = state.stream;
+  const stream = state.stream;
+  const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: "max-bundle" });
+  state.pc = pc;
+  noteConnected(pc);
+  const vt = pc.addTransceiver(stream.getVideoTracks()[0], {
+    direction: "sendonly", streams: [stream],
+    sendEncodings: [{ rid: "q", scaleResolutionDownBy: 4 }, { rid: "h", scaleResolutionDownBy: 2 }, { rid: "f" }],
+  });
+  pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly", streams: [stream] });
+  const all = RTCRtpSender.getCapabilities("video").codecs;
+  const want = all.filter((c) => c.mimeType.toLowerCase() === mime.toLowerCase());
+  if (want.length === 0) throw new Error(`this Chromium cannot send ${mime}`);
+  vt.setCodecPreferences([...want, ...all.filter((c) => c.mimeType.toLowerCase() !== mime.toLowerCase())]);
+  const client = new WHIPClient();
+  state.whip = client;
+  await client.publish(pc, url);
+  await waitConnected(pc, 20000);
+  await waitUntil("every layer to send", 20000, async () => (await layerStats(pc)).filter((l) => l.framesEncoded > 30).length === 3);
+  const layers = await layerStats(pc);
+  log("publishing simulcast", JSON.stringify(layers));
+  return { layers, offerFirst: offerFirstVideo(pc), connectedAt: state.connectedAt, resource: String(client.resourceURL) };
+}
+
+// layerStats is what libwebrtc sends per simulcast layer.
+async function layerStats(pc) {
+  const out = [];
+  const stats = await pc.getStats();
+  const byId = new Map();
+  stats.forEach((s) => byId.set(s.id, s));
+  stats.forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video") {
+      const codec = byId.get(s.codecId);
+      out.push({ rid: s.rid || "", codec: codec ? codec.mimeType : "", framesEncoded: s.framesEncoded || 0, frameWidth: s.frameWidth || 0,
+        frameHeight: s.frameHeight || 0, bytesSent: s.bytesSent || 0, pliCount: s.pliCount || 0, keyFramesEncoded: s.keyFramesEncoded || 0,
+        qualityLimitationReason: s.qualityLimitationReason || "" });
+    }
+  });
+  return out.sort((a, b) => a.rid.localeCompare(b.rid));
+}
+
+async function publisherLayers() {
+  return layerStats(state.pc);
+}
+
+// play watches a stream with the whip-whep WHEPClient and keeps a record
+// of every video frame presented (requestVideoFrameCallback): its size and
+// the longest gap between two frames, so the test can see layer switches
+// and freezes as a viewer would. It returns once the picture moves.
+async function play(url) {
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  state.viewPc = pc;
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  const video = document.getElementById("remote");
+  const remote = new MediaStream();
+  video.srcObject = remote;
+  pc.ontrack = (ev) => remote.addTrack(ev.track);
+  const client = new WHEPClient();
+  state.whep = client;
+  await client.view(pc, url);
+  await waitConnected(pc, 20000);
+  video.play().catch((e) => log("play():", String(e)));
+  const seen = { frames: 0, last: 0, maxGap: 0, width: 0, height: 0, sizes: [] };
+  state.seen = seen;
+  const onFrame = (now, meta) => {
+    if (seen.last) seen.maxGap = Math.max(seen.maxGap, now - seen.last);
+    seen.last = now;
+    seen.frames++;
+    if (meta.width !== seen.width || meta.height !== seen.height) {
+      seen.width = meta.width;
+      seen.height = meta.height;
+      seen.sizes.push({ at: Date.now(), width: meta.width, height: meta.height });
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+  await waitUntil("frames to be presented", 15000, () => seen.frames > 30);
+  return playStats();
+}
+
+// playStats reports what the viewer shows; resetGap starts a new window
+// for the longest gap between frames.
+async function playStats(resetGap) {
+  const seen = state.seen;
+  const s = await recvSummary(state.viewPc);
+  let inbound = null;
+  (await state.viewPc.getStats()).forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video") inbound = r;
+  });
+  const out = {
+    frames: seen.frames, maxGapMs: Math.round(seen.maxGap), width: seen.width, height: seen.height, sizes: seen.sizes,
+    framesDecoded: s.video ? s.video.framesDecoded : 0, packetsLost: s.video ? s.video.packetsLost : 0,
+    freezeCount: inbound ? inbound.freezeCount || 0 : 0, totalFreezesDuration: inbound ? inbound.totalFreezesDuration || 0 : 0,
+    now: Date.now(),
+  };
+  if (resetGap) seen.maxGap = 0;
+  return out;
+}
+
+// playHLS plays an HLS URL with hls.js (Low-Latency mode, its own ABR)
+// and records its level switches. A fatal hls.js error is logged as an
+// error (which fails the test); the others, which hls.js recovers from,
+// as warnings, and counted.
+async function playHLS(url) {
+  if (!Hls.isSupported()) throw new Error("hls.js is not supported in this browser");
+  const video = document.getElementById("remote");
+  const hls = new Hls({ lowLatencyMode: true });
+  const rec = { switches: [], warnings: [] };
+  state.hls = hls;
+  state.hlsRec = rec;
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+    const l = hls.levels[d.level];
+    rec.switches.push({ at: Date.now(), level: d.level, height: l ? l.height : 0 });
+    log("hls.js level", d.level, l ? `${l.width}x${l.height}` : "");
+  });
+  hls.on(Hls.Events.ERROR, (_, d) => {
+    if (d.fatal) {
+      console.error("hls.js fatal error:", d.type, d.details, d.reason || "");
+    } else {
+      rec.warnings.push(d.details);
+      console.warn("hls.js:", d.type, d.details);
+    }
+  });
+  const parsed = new Promise((resolve) => hls.on(Hls.Events.MANIFEST_PARSED, (_, d) => resolve(d)));
+  hls.loadSource(url);
+  hls.attachMedia(video);
+  await parsed;
+  video.play().catch((e) => log("play():", String(e)));
+  await waitUntil("hls.js to play 2 s", 30000, () => video.currentTime > 2);
+  return hlsStats();
+}
+
+async function hlsStats() {
+  const hls = state.hls;
+  const video = document.getElementById("remote");
+  return {
+    levels: hls.levels.map((l) => ({ bitrate: l.bitrate, width: l.width, height: l.height, codecs: l.codecSet || "" })),
+    currentLevel: hls.currentLevel, height: video.videoHeight, currentTime: video.currentTime,
+    bandwidthEstimate: Math.round(hls.bandwidthEstimate || 0), switches: state.hlsRec.switches, warnings: state.hlsRec.warnings,
+  };
+}
+
+window.reel = { playHLS, hlsStats, publishWhipWhep, publishEyevinn, publishSimulcast, publisherLayers, restart, stats, stop, watch, stopWatching, play, playStats, sendCodecs };
 window.reelReady = true;

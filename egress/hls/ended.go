@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"time"
+
+	"github.com/reel-gateway/reel/api/problem"
 )
 
 // When a publisher leaves, its muxer lingers for Config.EndedLinger and
@@ -55,13 +57,13 @@ func (m *muxer) serveEnded(w http.ResponseWriter, r *http.Request) {
 	case <-done:
 	case <-timer.C:
 		// The goroutine returns when the muxer closes; its answer is dropped.
-		writeProblem(w, http.StatusNotFound, "the stream has ended, and this part of it was never made")
+		problem.Write(w, http.StatusNotFound, "the stream has ended, and this part of it was never made")
 		return
 	case <-r.Context().Done():
 		return
 	}
 	if !answered.wrote {
-		writeProblem(w, http.StatusNotFound, "this file is not part of the ended stream")
+		problem.Write(w, http.StatusNotFound, "this file is not part of the ended stream")
 		return
 	}
 	body := rec.Body.Bytes()

@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/api/problem"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // needTools skips a test when ffmpeg/ffprobe are missing, except on CI,
@@ -34,7 +35,7 @@ func needTools(t *testing.T) {
 }
 
 type fixture struct {
-	hub    *ingest.Hub
+	hub    *live.Hub
 	srv    *Server
 	http   *httptest.Server
 	pub    *hubtest.Publisher
@@ -48,7 +49,7 @@ func start(t *testing.T, cfg Config, src hubtest.Source) *fixture {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	f := &fixture{hub: ingest.NewHub(ingest.Reject), client: &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}}
+	f := &fixture{hub: live.NewHub(live.Reject), client: &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}}
 	f.srv = New(cfg, f.hub)
 	f.http = httptest.NewServer(f.srv)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -148,7 +149,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 func TestH264OpusPlays(t *testing.T) {
 	needTools(t)
 	// OBS-style: SPS and PPS in packets of their own, four slices per picture.
-	f := start(t, Config{}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true, SeparateParamSets: true})
+	f := start(t, Config{}, hubtest.Source{Video: live.H264, Audio: true, Loop: true, SeparateParamSets: true})
 	url := f.url("cam", "index.m3u8")
 
 	// The first request reaches a stream whose muxer has not started.
@@ -182,12 +183,12 @@ func TestH264OpusPlays(t *testing.T) {
 func TestOtherCodecsPlay(t *testing.T) {
 	needTools(t)
 	for _, tc := range []struct {
-		codec ingest.Codec
+		codec live.Codec
 		name  string // ffprobe's
 	}{
-		{ingest.VP9, "vp9"},
-		{ingest.AV1, "av1"},
-		{ingest.H265, "hevc"},
+		{live.VP9, "vp9"},
+		{live.AV1, "av1"},
+		{live.H265, "hevc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := start(t, Config{}, hubtest.Source{Video: tc.codec, Audio: true, Loop: true})
@@ -204,12 +205,12 @@ func TestOtherCodecsPlay(t *testing.T) {
 	}
 }
 
-func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem {
+func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem.Details {
 	t.Helper()
 	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
 		t.Errorf("Content-Type = %q, want application/problem+json", ct)
 	}
-	var p problem
+	var p problem.Details
 	if err := json.Unmarshal(body, &p); err != nil {
 		t.Fatalf("body %q: %v", body, err)
 	}
@@ -220,7 +221,7 @@ func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem {
 }
 
 func TestVP8IsRefused(t *testing.T) {
-	f := start(t, Config{}, hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+	f := start(t, Config{}, hubtest.Source{Video: live.VP8, Audio: true, Loop: true})
 	resp, body := f.get(t, f.url("cam", "index.m3u8"))
 	if resp.StatusCode != http.StatusConflict {
 		t.Fatalf("status %d, want 409; body %s", resp.StatusCode, body)
@@ -306,7 +307,7 @@ func TestCORS(t *testing.T) {
 // readable; a blocking reload returns at once; after the linger time the
 // stream is 404 and every goroutine is gone.
 func TestPublisherLeaves(t *testing.T) {
-	f := start(t, Config{EndedLinger: 3 * time.Second}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	f := start(t, Config{EndedLinger: 3 * time.Second}, hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	baseline := runtime.NumGoroutine() // publisher and HTTP server already run
 
 	resp, body := f.get(t, f.url("cam", "index.m3u8"))
@@ -367,7 +368,7 @@ func TestPublisherLeaves(t *testing.T) {
 // 404 playlist, so TestPublisherLeaves checks the end tag itself.)
 func TestFFmpegFinishesWhenPublisherLeaves(t *testing.T) {
 	needTools(t)
-	f := start(t, Config{EndedLinger: 10 * time.Second}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	f := start(t, Config{EndedLinger: 10 * time.Second}, hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stderr bytes.Buffer
@@ -419,7 +420,7 @@ func segmentURI(t *testing.T, pl []byte) string {
 }
 
 func TestIdleStop(t *testing.T) {
-	f := start(t, Config{IdleTimeout: 2 * time.Second}, hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	f := start(t, Config{IdleTimeout: 2 * time.Second}, hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	resp, body := f.get(t, f.url("cam", "index.m3u8"))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("playlist status %d: %s", resp.StatusCode, body)
@@ -468,24 +469,24 @@ func (w testWriter) Write(p []byte) (int, error) {
 // relay republishes the stream src as dst, dropping one packet in every
 // dropEvery and swapping neighbours every swapEvery packets, like a lossy
 // network would.
-func relay(t *testing.T, hub *ingest.Hub, src *ingest.Stream, dst string, dropEvery, swapEvery int) {
+func relay(t *testing.T, hub *live.Hub, src *live.Stream, dst string, dropEvery, swapEvery int) {
 	t.Helper()
-	tracks := map[*ingest.Track]*ingest.Track{}
-	var out []*ingest.Track
+	tracks := map[*live.Track]*live.Track{}
+	var out []*live.Track
 	for _, in := range src.Tracks() {
-		c := &ingest.Track{Kind: in.Kind, Codec: in.Codec, PayloadType: in.PayloadType,
+		c := &live.Track{Kind: in.Kind, Codec: in.Codec, PayloadType: in.PayloadType,
 			ClockRate: in.ClockRate, Channels: in.Channels, Fmtp: in.Fmtp}
 		tracks[in] = c
 		out = append(out, c)
 	}
-	s, err := hub.Publish(dst, ingest.PublishSpec{Session: "relay", Protocol: "test", Tracks: out,
+	s, err := hub.Publish(dst, live.PublishSpec{Session: "relay", Protocol: "test", Tracks: out,
 		RequestKeyframe: src.RequestKeyframe})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := 0
-	var held *ingest.Packet
-	sub, err := src.Subscribe("relay", ingest.ConsumerFunc(func(p *ingest.Packet) {
+	var held *live.Packet
+	sub, err := src.Subscribe("relay", live.ConsumerFunc(func(p *live.Packet) {
 		n++
 		switch {
 		case n%dropEvery == 0:
@@ -521,11 +522,11 @@ func relay(t *testing.T, hub *ingest.Hub, src *ingest.Stream, dst string, dropEv
 func TestLossAndReorder(t *testing.T) {
 	needTools(t)
 	for _, tc := range []struct {
-		codec ingest.Codec
+		codec live.Codec
 		name  string
 	}{
-		{ingest.H264, "h264"},
-		{ingest.H265, "hevc"},
+		{live.H264, "h264"},
+		{live.H265, "hevc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := start(t, Config{}, hubtest.Source{Video: tc.codec, Audio: true, Loop: true, SeparateParamSets: true})

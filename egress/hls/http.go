@@ -1,20 +1,26 @@
 package hls
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/access"
+	"github.com/reel-gateway/reel/api/problem"
+	"github.com/reel-gateway/reel/live"
 )
 
 // ServeHTTP answers /hls/{stream}/{file}: index.m3u8 starts the stream's
 // muxer, every other file (media playlists, init files, segments, parts)
-// comes from the running muxer. Only the last two path elements count, so
-// the handler works mounted with or without the /hls prefix stripped.
+// comes from the running muxer; a simulcast stream's layers have theirs
+// under /hls/{stream}/~{rid}/. The last path element is the file (with
+// the ~{rid}/ before it, for a layer's) and everything between /hls/ and
+// it is the stream's name (which may be grouped, "{meeting}/{participant}"),
+// so the stream authorized is always the stream served.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Players are often served from another origin than the media; HLS
 	// requests carry no credentials, so any origin may read them.
@@ -31,22 +37,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 	default:
 		h.Set("Allow", "GET, HEAD, OPTIONS")
-		writeProblem(w, http.StatusMethodNotAllowed, fmt.Sprintf("HLS is read with GET, not %s", r.Method))
+		problem.Write(w, http.StatusMethodNotAllowed, fmt.Sprintf("HLS is read with GET, not %s", r.Method))
 		return
 	}
 
+	// A blocking playlist reload waits for the next part or segment, and a
+	// segment may be long: such a request sets its own write deadline
+	// rather than the HTTP server's, which is shorter.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeWindow))
+
 	name, file, ok := splitPath(r.URL.Path)
 	if !ok {
-		writeProblem(w, http.StatusNotFound, "HLS paths look like /hls/{stream}/index.m3u8")
+		problem.Write(w, http.StatusNotFound, "HLS paths look like /hls/{stream}/index.m3u8, with a stream name of letters, digits, '.', '_', '~' or '-'")
 		return
 	}
-	stream := s.hub.Get(name)
+	// The stream authorized is the stream served, checked before anything
+	// says whether it is live.
+	if !s.authorize(w, r, name) {
+		return
+	}
+	stream := s.hub.Find(r.Context(), name)
 	if stream == nil {
 		if m := s.endedMuxer(name); m != nil {
 			m.serveEnded(w, r)
 			return
 		}
-		writeProblem(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", name))
+		problem.Write(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", name))
 		return
 	}
 	if ok, reason := s.Available(stream); !ok {
@@ -57,25 +73,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// with the request's own content, which a GET does not have; 404
 		// would claim the stream is not live. 409 is also not cacheable by
 		// default, so the playlist works as soon as the stream changes.
-		writeProblem(w, http.StatusConflict, reason)
+		problem.Write(w, http.StatusConflict, reason)
 		return
 	}
-	s.seen(name, clientIP(r))
+	s.seen(name, s.clientIP(r))
 
 	m, err := s.muxer(stream, strings.HasSuffix(file, ".m3u8"))
 	switch {
-	case errors.Is(err, ingest.ErrStreamEnded):
-		writeProblem(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", name))
+	case errors.Is(err, live.ErrStreamEnded):
+		problem.Write(w, http.StatusNotFound, fmt.Sprintf("stream %q is not live", name))
 		return
 	case errors.Is(err, errClosed):
-		writeProblem(w, http.StatusServiceUnavailable, err.Error())
+		problem.Write(w, http.StatusServiceUnavailable, err.Error())
 		return
 	case err != nil:
 		s.log.Error("HLS muxer could not start", "stream", name, "error", err)
-		writeProblem(w, http.StatusInternalServerError, fmt.Sprintf("HLS for stream %q could not start: %v", name, err))
+		problem.Write(w, http.StatusInternalServerError, fmt.Sprintf("HLS for stream %q could not start: %v", name, err))
 		return
 	case m == nil:
-		writeProblem(w, http.StatusNotFound, fmt.Sprintf("HLS of stream %q is not running; load index.m3u8 again", name))
+		problem.Write(w, http.StatusNotFound, fmt.Sprintf("HLS of stream %q is not running; load index.m3u8 again", name))
 		return
 	}
 	rec := &recorder{ResponseWriter: w}
@@ -83,43 +99,64 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !rec.wrote {
 		// gohlslib answers nothing for names it does not know, such as an
 		// expired segment or a part of an earlier session.
-		writeProblem(w, http.StatusNotFound, fmt.Sprintf("%s is not (or no longer) part of stream %q", file, name))
+		problem.Write(w, http.StatusNotFound, fmt.Sprintf("%s is not (or no longer) part of stream %q", file, name))
 	}
 }
 
-// splitPath takes {stream} and {file} from the end of the URL path.
+// writeWindow bounds writing one HLS response, blocking reloads included.
+const writeWindow = 2 * time.Minute
+
+// splitPath reads /hls/{stream}/{file}: the file is the last element (a
+// simulcast layer's is "~{rid}/{name}", variants.go), the stream
+// everything before it, and the name must be a valid one.
 func splitPath(p string) (stream, file string, ok bool) {
-	parts := strings.Split(strings.Trim(p, "/"), "/")
-	if len(parts) < 2 {
+	rest, found := strings.CutPrefix(p, "/hls/")
+	if !found {
 		return "", "", false
 	}
-	stream, file = parts[len(parts)-2], parts[len(parts)-1]
-	return stream, file, stream != "" && file != ""
-}
-
-// clientIP is the request's remote address without the port. Forwarding
-// headers are not trusted: any client can set them.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return "", "", false
 	}
-	return host
+	stream, file = rest[:i], rest[i+1:]
+	if j := strings.LastIndexByte(stream, '/'); strings.HasPrefix(stream[j+1:], variantDir) {
+		// A layer's file: ~{rid}/{name}.
+		stream, file = stream[:max(j, 0)], stream[j+1:]+"/"+file
+	}
+	return stream, file, file != "" && live.ValidName(stream)
 }
 
-// problem is an RFC 9457 problem detail.
-type problem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
+// clientIP is the client's address as the access gate reads it.
+func (s *Server) clientIP(r *http.Request) string {
+	if s.cfg.Gate == nil {
+		return access.HostOnly(r.RemoteAddr)
+	}
+	return s.cfg.Gate.ClientIP(r)
 }
 
-func writeProblem(w http.ResponseWriter, status int, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail})
+// authorize asks the access gate whether the request may read stream; if
+// not, it answers 401 (or 429 after too many wrong tokens) itself.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, stream string) bool {
+	if s.cfg.Gate == nil {
+		return true
+	}
+	err := s.cfg.Gate.Authorize(access.Request{Action: access.Read, Stream: stream, Protocol: access.HLS,
+		Token: access.BearerToken(r), Addr: s.clientIP(r)})
+	var le *access.LimitError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &le):
+		w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(le.Retry.Seconds())), 1)))
+		problem.Write(w, http.StatusTooManyRequests, le.Detail)
+	case errors.Is(err, access.ErrNoToken):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="reel"`)
+		problem.Write(w, http.StatusUnauthorized, "this stream needs a token: send Authorization: Bearer <token> or ?token=")
+	default:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="reel", error="invalid_token"`)
+		problem.Write(w, http.StatusUnauthorized, "the token is not valid for this stream")
+	}
+	return false
 }
 
 // recorder notes whether gohlslib answered at all.

@@ -6,20 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2"
-	"github.com/bluenviron/gortsplib/v4/pkg/rtpreorderer"
-	"github.com/pion/rtp"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
+	"github.com/reel-gateway/reel/live/frames"
 )
-
-// keyframeRetry is how often a video track that waits for a keyframe asks
-// the publisher again (the hub rate-limits requests across outputs too).
-const keyframeRetry = time.Second
 
 // Why a muxer stops.
 const (
@@ -28,18 +22,24 @@ const (
 )
 
 // muxer is one stream's HLS session: a hub subscription whose packets are
-// reordered, depacketized, put on one timeline and written to a gohlslib
-// Muxer, which serves the playlists, segments and parts.
+// assembled into frames (package frames), put on one timeline and written
+// to a gohlslib Muxer, which serves the playlists, segments and parts.
 type muxer struct {
 	name   string
-	stream *ingest.Stream
+	stream *live.Stream
 	log    *slog.Logger
 	hls    *gohlslib.Muxer
-	sub    *ingest.Subscription
-	tracks map[*ingest.Track]*track
+	sub    *live.Subscription
+	tracks map[*live.Track]*track // by the packets' track (a layer)
+	// variants of a simulcast stream, one gohlslib muxer per layer
+	// (variants.go); nil otherwise, when hls serves everything.
+	variants []*variant
+	align    aligner
+	gate     startGate
+	unalign  func() // ends the variants' claim on aligned keyframes
 
-	// zero is the arrival of the stream's first packet, PTS 0 of every
-	// track. It is only touched on the subscription's goroutine.
+	// zero is the Time of the first frame written, PTS 0 of every track.
+	// It is only touched on the subscription's goroutine.
 	zero time.Time
 	// lastRequest is when the last HTTP request began or ended, in Unix
 	// nanoseconds; inFlight counts requests being answered, which can
@@ -53,34 +53,73 @@ type muxer struct {
 	segment time.Duration
 }
 
-// track is one ingest track on its way into the muxer.
+// track is one live track on its way into the muxer.
 type track struct {
-	in      *ingest.Track
-	out     *gohlslib.Track
-	dep     depacketizer
-	video   bool
-	clock   int64
-	reorder *rtpreorderer.Reorderer
+	in    *live.Track
+	out   *gohlslib.Track
+	mx    *gohlslib.Muxer // the muxer out belongs to
+	asm   *frames.Assembler
+	write writeFunc
+	video bool
+	layer bool // a simulcast layer: placed on the others' timeline
+	clock int64
+	emit  func(frames.Frame) // m.handle for this track, made once
 
-	started bool
-	lastSeq uint16 // sequence number of the last in-order packet
-	lastTS  uint32 // RTP timestamp of the last in-order packet
-	ext     int64  // lastTS unwrapped, relative to the first packet's
-	offset  int64  // PTS of the first packet: its arrival after zero
 	lastPTS int64
 	wrote   bool
+	// A simulcast stream's tracks: the layer's place on the others'
+	// timeline, and its common start (align.go).
+	align layerAlign
+	held  []frames.Frame
+	begun bool
 
-	waitKey    bool // video: drop units until a random access point
 	lastKeyReq time.Time
-	lastKeyPTS int64 // video: PTS of the last random access point written
+	lastKeyPTS int64 // video: PTS of the last keyframe written
 }
 
 // startMuxer builds the gohlslib muxer for stream, subscribes to the hub
 // and asks the publisher for a keyframe.
-func startMuxer(cfg Config, stream *ingest.Stream, log *slog.Logger) (*muxer, error) {
-	m := &muxer{name: stream.Name, stream: stream, log: log, tracks: map[*ingest.Track]*track{}, segment: cfg.SegmentDuration}
+func startMuxer(cfg Config, stream *live.Stream, log *slog.Logger) (*muxer, error) {
+	m := &muxer{name: stream.Name, stream: stream, log: log, tracks: map[*live.Track]*track{}, segment: cfg.SegmentDuration}
 	m.lastRequest.Store(time.Now().UnixNano())
-	m.hls = &gohlslib.Muxer{
+	if v := stream.Track(live.Video); v != nil && v.Layers() != nil {
+		if err := m.startVariants(cfg, v); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
+	m.hls = m.newGohlslib(cfg)
+	// gohlslib leads with the video track (segments cut on its keyframes)
+	// and carries at most one, so take the first video and first audio.
+	for _, kind := range []live.MediaKind{live.Video, live.Audio} {
+		in := stream.Track(kind)
+		if in == nil {
+			continue
+		}
+		out, write, ok := hlsTrack(in)
+		if !ok {
+			log.Warn("HLS skips a track it cannot carry", "codec", in.Codec)
+			continue
+		}
+		if _, err := m.addTrack(in, out, write, m.hls); err != nil {
+			return nil, err
+		}
+	}
+	if len(m.hls.Tracks) == 0 {
+		return nil, errors.New("the stream has no track HLS can carry")
+	}
+	if err := m.hls.Start(); err != nil {
+		return nil, fmt.Errorf("starting the HLS muxer: %w", err)
+	}
+	if err := m.subscribe(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// newGohlslib is one gohlslib muxer as Config asks.
+func (m *muxer) newGohlslib(cfg Config) *gohlslib.Muxer {
+	return &gohlslib.Muxer{
 		Variant:            gohlslib.MuxerVariantLowLatency,
 		SegmentCount:       cfg.SegmentCount,
 		SegmentMinDuration: lenient(cfg.SegmentDuration),
@@ -89,41 +128,42 @@ func startMuxer(cfg Config, stream *ingest.Stream, log *slog.Logger) (*muxer, er
 			m.warn("HLS muxer", "error", err)
 		},
 	}
-	// gohlslib leads with the video track (segments cut on its keyframes)
-	// and carries at most one, so take the first video and first audio.
-	for _, kind := range []ingest.MediaKind{ingest.Video, ingest.Audio} {
-		in := stream.Track(kind)
-		if in == nil {
-			continue
-		}
-		out, dep, ok := newDepacketizer(in)
-		if !ok {
-			log.Warn("HLS skips a track it cannot carry", "codec", in.Codec)
-			continue
-		}
-		t := &track{in: in, out: out, dep: dep, video: kind == ingest.Video, clock: int64(out.ClockRate), waitKey: kind == ingest.Video}
-		// Reorderer is marked deprecated in favour of rtcpreceiver, which
-		// also runs RTCP reports; the hub's WebRTC session owns those, so
-		// the plain reorderer is what fits here.
-		t.reorder = &rtpreorderer.Reorderer{BufferSize: reorderBuffer(kind)}
-		t.reorder.Initialize()
-		m.tracks[in] = t
-		m.hls.Tracks = append(m.hls.Tracks, out)
-	}
-	if len(m.hls.Tracks) == 0 {
-		return nil, errors.New("the stream has no track HLS can carry")
-	}
-	if err := m.hls.Start(); err != nil {
-		return nil, fmt.Errorf("starting the HLS muxer: %w", err)
-	}
-	sub, err := stream.Subscribe(string(ingest.OutputHLS), m, 0)
+}
+
+// addTrack takes in's packets to out, a track of mx.
+func (m *muxer) addTrack(in *live.Track, out *gohlslib.Track, write writeFunc, mx *gohlslib.Muxer) (*track, error) {
+	asm, err := frames.New(in, frames.Config{RequestKeyframe: m.stream.RequestKeyframe, Logger: m.log, Clock: m.stream.Clock()})
 	if err != nil {
-		m.hls.Close()
-		return nil, fmt.Errorf("subscribing to the stream: %w", err)
+		return nil, err
+	}
+	t := &track{in: in, out: out, mx: mx, asm: asm, write: write, video: in.Kind == live.Video, clock: int64(out.ClockRate)}
+	t.emit = func(f frames.Frame) { m.handle(t, f) }
+	m.tracks[in] = t
+	mx.Tracks = append(mx.Tracks, out)
+	return t, nil
+}
+
+// subscribe starts the flow of packets, and asks for a keyframe (on every
+// layer at once, so that the variants start together).
+func (m *muxer) subscribe() error {
+	sub, err := m.stream.Subscribe(string(live.OutputHLS), m, 0)
+	if err != nil {
+		m.closeMuxers()
+		return fmt.Errorf("subscribing to the stream: %w", err)
 	}
 	m.sub = sub
-	stream.RequestKeyframe()
-	return m, nil
+	m.stream.RequestKeyframe()
+	return nil
+}
+
+// closeMuxers closes every gohlslib muxer.
+func (m *muxer) closeMuxers() {
+	if m.hls != nil {
+		m.hls.Close()
+	}
+	for _, v := range m.variants {
+		v.hls.Close()
+	}
 }
 
 // lenient lowers a minimum duration by 5 %. gohlslib cuts a segment at the
@@ -131,16 +171,6 @@ func startMuxer(cfg Config, stream *ingest.Stream, log *slog.Logger) (*muxer, er
 // clocks are not exact: 30 frames of a "1 s" GOP often add up to 0.999 s,
 // which would otherwise double every segment to two keyframe intervals.
 func lenient(d time.Duration) time.Duration { return d - d/20 }
-
-// reorderBuffer is how many packets may wait for a late one (a power of
-// two). Audio packets are 20 ms apart, so a short buffer keeps a lost
-// packet from holding audio back for more than about 300 ms.
-func reorderBuffer(kind ingest.MediaKind) int {
-	if kind == ingest.Audio {
-		return 16
-	}
-	return 64
-}
 
 // acquire counts a request in; the server calls it under its lock, so a
 // muxer it takes out of its set while idle has no request in flight.
@@ -156,6 +186,10 @@ func (m *muxer) serve(w http.ResponseWriter, r *http.Request) {
 		m.lastRequest.Store(time.Now().UnixNano())
 		m.inFlight.Add(-1)
 	}()
+	if m.variants != nil {
+		m.serveVariants(w, r)
+		return
+	}
 	m.hls.Handle(w, r)
 }
 
@@ -191,103 +225,61 @@ func (m *muxer) wait(ctx context.Context, idle time.Duration) string {
 // gohlslib waiting for content return, and no Write runs after Close.
 func (m *muxer) close() {
 	m.sub.Close()
-	m.hls.Close()
+	m.closeMuxers()
+	if m.unalign != nil {
+		m.unalign()
+	}
 }
 
-// WritePacket implements ingest.Consumer. It runs on the subscription's
+// WritePacket implements live.Consumer. It runs on the subscription's
 // goroutine, which is the only one writing to the gohlslib muxer.
-func (m *muxer) WritePacket(p *ingest.Packet) {
-	t := m.tracks[p.Track]
-	if t == nil {
+func (m *muxer) WritePacket(p *live.Packet) {
+	if t := m.tracks[p.Track]; t != nil {
+		t.asm.Push(p, t.emit)
+	}
+}
+
+// handle writes one whole frame at its Time on the stream's timeline (the
+// stream's clock model), so audio and video carry the same offsets as in
+// the recording and over RTSP.
+func (m *muxer) handle(t *track, f frames.Frame) {
+	if m.variants != nil && !m.admit(t, f) {
 		return
 	}
 	if m.zero.IsZero() {
-		m.zero = p.Arrival
+		m.zero = f.Time
 	}
-	if !t.started {
-		t.started = true
-		t.lastSeq = p.RTP.SequenceNumber - 1
-		t.lastTS = p.RTP.Timestamp
-		t.offset = durationToTicks(p.Arrival.Sub(m.zero), t.clock)
+	d := f.Time.Sub(m.zero)
+	if d < 0 {
+		return // before the muxer's first frame
 	}
-	// The packet goes back to the hub's pool when this call returns, and
-	// the depacketizers keep slices of payloads across packets: copy.
-	pkt := &rtp.Packet{Header: p.RTP.Header, Payload: slices.Clone(p.RTP.Payload)}
-	ordered, _ := t.reorder.Process(pkt)
-	for _, q := range ordered {
-		m.handle(t, q)
+	pts := durationToTicks(d, t.clock)
+	if t.layer {
+		// One picture at one PTS in every layer, so the variants'
+		// segments line up exactly.
+		pts = m.align.place(&t.align, &f, pts, t.clock)
 	}
-}
-
-func (m *muxer) handle(t *track, pkt *rtp.Packet) {
-	// Loss is found here, from the sequence numbers, rather than from the
-	// count the reorderer returns: when its buffer overflows it hands back
-	// everything it holds with one count, and that batch can hold a second
-	// gap. Fed across it, a depacketizer may drop a half-assembled picture
-	// without an error (a new fragmentation unit's start discards the
-	// unfinished one), and the pictures after it would go out referring to
-	// a picture players never get.
-	if gap := pkt.SequenceNumber - t.lastSeq - 1; gap != 0 && t.video {
-		m.log.Debug("HLS lost video packets, waiting for a keyframe", "lost", gap)
-		t.dep.reset()
-		m.needKeyframe(t)
-	}
-	t.lastSeq = pkt.SequenceNumber
-	t.ext += int64(int32(pkt.Timestamp - t.lastTS))
-	t.lastTS = pkt.Timestamp
-	u, err := t.dep.decode(pkt)
-	if err != nil {
-		if !ignoreDecodeError(err) && t.video {
-			m.log.Debug("HLS depacketizer", "codec", t.in.Codec, "error", err)
-			m.needKeyframe(t)
-		}
-		return
-	}
-	if u == nil {
-		return
-	}
-	if t.waitKey {
-		if !t.dep.randomAccess(u) {
-			m.needKeyframe(t)
-			return
-		}
-		t.waitKey = false
-	}
-	pts := t.offset + t.ext
 	if t.wrote && pts <= t.lastPTS {
 		return // a duplicate, or a timestamp going back: PTS must grow
 	}
 	ntp := m.zero.Add(ticksToDuration(pts, t.clock))
-	if err := t.dep.write(m.hls, t.out, ntp, pts, u); err != nil {
+	if err := t.write(t.mx, t.out, ntp, pts, f.Units); err != nil {
 		m.warn("HLS write", "codec", t.in.Codec, "error", err)
 		if t.video {
-			m.needKeyframe(t)
+			t.asm.WaitForKeyframe()
 		}
 		return
 	}
 	t.wrote = true
 	t.lastPTS = pts
 	if t.video {
-		if t.dep.randomAccess(u) {
+		if f.Keyframe {
 			t.lastKeyPTS = pts
-		} else if m.segment > 0 && ticksToDuration(pts-t.lastKeyPTS, t.clock) >= m.segment && time.Since(t.lastKeyReq) >= keyframeRetry {
+		} else if m.segment > 0 && ticksToDuration(pts-t.lastKeyPTS, t.clock) >= m.segment && time.Since(t.lastKeyReq) >= frames.KeyframeRetry {
 			// End the segment: without a keyframe it never ends.
 			t.lastKeyReq = time.Now()
 			m.stream.RequestKeyframe()
 		}
-	}
-}
-
-// needKeyframe makes a video track drop units until the next keyframe and
-// asks the publisher for one, at most every keyframeRetry.
-func (m *muxer) needKeyframe(t *track) {
-	if !t.video {
-		return
-	}
-	t.waitKey = true
-	if time.Since(t.lastKeyReq) >= keyframeRetry {
-		t.lastKeyReq = time.Now()
-		m.stream.RequestKeyframe()
 	}
 }
 
@@ -302,8 +294,10 @@ func (m *muxer) warn(msg string, args ...any) {
 	m.log.Warn(msg, args...)
 }
 
+// durationToTicks rounds d to the nearest tick: a frame's Time is in ns,
+// and truncating would put a 33.3 ms frame at 2999 ticks instead of 3000.
 func durationToTicks(d time.Duration, clock int64) int64 {
-	return int64(d/time.Second)*clock + int64(d%time.Second)*clock/int64(time.Second)
+	return int64(d/time.Second)*clock + (int64(d%time.Second)*clock+int64(time.Second)/2)/int64(time.Second)
 }
 
 func ticksToDuration(ticks, clock int64) time.Duration {

@@ -6,7 +6,7 @@
 //
 // Files: server.go holds the set of muxers and their lifecycle, http.go
 // the requests and their errors, muxer.go one stream's gohlslib muxer and
-// timeline, codec.go the depacketizers per codec, ended.go an ended
+// timeline, codec.go how each codec is written, ended.go an ended
 // stream's playlists.
 package hls
 
@@ -18,7 +18,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/access"
+	"github.com/reel-gateway/reel/live"
 )
 
 // Defaults for Config's zero fields.
@@ -53,7 +54,10 @@ type Config struct {
 	// EndedLinger is how long a muxer whose publisher left keeps serving
 	// its segments, with playlists that end (default 15 s; ended.go).
 	EndedLinger time.Duration
-	Logger      *slog.Logger
+	// Gate authorizes every request for the stream it reads; nil lets
+	// everyone read.
+	Gate   *access.Gate
+	Logger *slog.Logger
 }
 
 var errClosed = errors.New("the HLS server is shutting down")
@@ -62,7 +66,7 @@ var errClosed = errors.New("the HLS server is shutting down")
 // the HTTP handler that reaches them.
 type Server struct {
 	cfg    Config
-	hub    *ingest.Hub
+	hub    *live.Hub
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,7 +81,7 @@ type Server struct {
 
 // New returns a server for the streams of hub. Nothing runs until a player
 // asks for a playlist.
-func New(cfg Config, hub *ingest.Hub) *Server {
+func New(cfg Config, hub *live.Hub) *Server {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -113,17 +117,17 @@ func (s *Server) Close() {
 
 // Available reports whether HLS can carry stream and, if not, why, in a
 // sentence for a person (the API shows it).
-func (s *Server) Available(stream *ingest.Stream) (bool, string) {
+func (s *Server) Available(stream *live.Stream) (bool, string) {
 	if stream == nil {
 		return false, "the stream is not live"
 	}
 	carried := 0
 	for _, t := range stream.Tracks() {
-		if ok, reason := t.Codec.CarriedBy(ingest.OutputHLS); !ok {
+		if ok, reason := t.Codec.CarriedBy(live.OutputHLS); !ok {
 			return false, reason
 		}
-		if _, _, ok := newDepacketizer(t); !ok {
-			return false, fmt.Sprintf("HLS cannot carry %s; publish H.264 video with Opus audio", t.Codec)
+		if _, _, ok := hlsTrack(t); !ok {
+			return false, fmt.Sprintf("HLS cannot carry %s; publish H.264, H.265, VP9 or AV1 video with Opus audio", t.Codec)
 		}
 		carried++
 	}
@@ -183,7 +187,7 @@ func (s *Server) seen(stream, ip string) {
 // muxer returns the running muxer of stream, acquired for one request
 // (see muxer.serve), starting one if start is set; nil without error when
 // none runs and start is false.
-func (s *Server) muxer(stream *ingest.Stream, start bool) (*muxer, error) {
+func (s *Server) muxer(stream *live.Stream, start bool) (*muxer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

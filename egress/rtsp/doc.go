@@ -4,8 +4,8 @@
 //
 // Transports: TCP-interleaved, UDP, UDP multicast when a group range is
 // configured, and RTSPS with a certificate. Who may read is decided by
-// Config.Authorize and Config.Admit, which the gateway fills with the same
-// token rules and viewer limits as WHEP.
+// Config.Gate, the gateway's access policy (package access): the same
+// token rules and viewer limits as WHEP and HLS.
 //
 // Files: server.go holds the lifecycle and the set of live streams,
 // handler.go the RTSP requests and their status codes, auth.go the

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 type probedStream struct {
@@ -56,16 +56,16 @@ func findProbed(streams []probedStream, typ string) *probedStream {
 func TestFFprobeSeesRealCodecs(t *testing.T) {
 	needTool(t, "ffprobe")
 	for _, tc := range []struct {
-		codec ingest.Codec
+		codec live.Codec
 		name  string
 	}{
-		{ingest.H264, "h264"},
-		{ingest.H265, "hevc"},
-		{ingest.VP8, "vp8"},
-		{ingest.VP9, "vp9"},
+		{live.H264, "h264"},
+		{live.H265, "hevc"},
+		{live.VP8, "vp8"},
+		{live.VP9, "vp9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hub := ingest.NewHub(ingest.Reject)
+			hub := live.NewHub(live.Reject)
 			publish(t, hub, "cam", hubtest.Source{Video: tc.codec, Audio: true, Loop: true})
 			s := startServer(t, hub, false)
 
@@ -89,13 +89,13 @@ func TestFFprobeSeesRealCodecs(t *testing.T) {
 // forwarding mistake shows up as a decoding error.
 func TestFFmpegDecodesWithoutErrors(t *testing.T) {
 	needTool(t, "ffmpeg")
-	for _, codec := range []ingest.Codec{ingest.H264, ingest.H265} {
+	for _, codec := range []live.Codec{live.H264, live.H265} {
 		for _, transport := range []string{"tcp", "udp"} {
 			t.Run(string(codec)+"/"+transport, func(t *testing.T) {
-				hub := ingest.NewHub(ingest.Reject)
+				hub := live.NewHub(live.Reject)
 				src := hubtest.Source{Video: codec, Audio: true, Loop: true}
 				s := startServer(t, hub, true)
-				if codec == ingest.H265 {
+				if codec == live.H265 {
 					publishJoiningAtKeyframe(t, hub, s, "cam", src)
 				} else {
 					publish(t, hub, "cam", src)
@@ -116,18 +116,18 @@ func TestFFmpegDecodesWithoutErrors(t *testing.T) {
 // reports every picture whose references it never got ("Could not find
 // ref with POC") at level error, so a mid-GOP join fails decode3s
 // however well Reel forwards.
-func publishJoiningAtKeyframe(t *testing.T, hub *ingest.Hub, s *Server, name string, src hubtest.Source) {
+func publishJoiningAtKeyframe(t *testing.T, hub *live.Hub, s *Server, name string, src hubtest.Source) {
 	t.Helper()
 	pub, _ := publish(t, hub, name+"-fixture", src)
-	tracks := map[*ingest.Track]*ingest.Track{}
-	var out []*ingest.Track
+	tracks := map[*live.Track]*live.Track{}
+	var out []*live.Track
 	for _, in := range pub.Stream.Tracks() {
-		c := &ingest.Track{Kind: in.Kind, Codec: in.Codec, PayloadType: in.PayloadType,
+		c := &live.Track{Kind: in.Kind, Codec: in.Codec, PayloadType: in.PayloadType,
 			ClockRate: in.ClockRate, Channels: in.Channels, Fmtp: in.Fmtp}
 		tracks[in] = c
 		out = append(out, c)
 	}
-	dst, err := hub.Publish(name, ingest.PublishSpec{Session: "relay", Protocol: "test", Tracks: out})
+	dst, err := hub.Publish(name, live.PublishSpec{Session: "relay", Protocol: "test", Tracks: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,9 +136,9 @@ func publishJoiningAtKeyframe(t *testing.T, hub *ingest.Hub, s *Server, name str
 	// in Readers before gortsplib adds the session to the ServerStream;
 	// bytes sent (audio flows throughout) show it was added.
 	restarted := false
-	sub, err := pub.Stream.Subscribe("relay", ingest.ConsumerFunc(func(p *ingest.Packet) {
-		if p.Track.Kind == ingest.Video && !restarted && s.Readers(name) > 0 {
-			if !ingest.IsKeyframeStart(p.Track.Codec, p.RTP.Payload) || !s.sendingTo(name) {
+	sub, err := pub.Stream.Subscribe("relay", live.ConsumerFunc(func(p *live.Packet) {
+		if p.Track.Kind == live.Video && !restarted && s.Readers(name) > 0 {
+			if !live.IsKeyframeStart(p.Track.Codec, p.RTP.Payload) || !s.sendingTo(name) {
 				return
 			}
 			restarted = true
@@ -208,7 +208,7 @@ func lastProgress(out []byte, key string) int {
 
 func TestFFprobeUnknownStreamFails(t *testing.T) {
 	needTool(t, "ffprobe")
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	s := startServer(t, hub, false)
 	if _, err := ffprobe(t, streamURL(s, "nobody"), "tcp"); err == nil {
 		t.Fatal("ffprobe of a stream that is not live succeeded")
@@ -217,8 +217,8 @@ func TestFFprobeUnknownStreamFails(t *testing.T) {
 
 func TestFFprobeWithToken(t *testing.T) {
 	needTool(t, "ffprobe")
-	hub := ingest.NewHub(ingest.Reject)
-	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	s := startServer(t, hub, false, "s3cret")
 
 	if _, err := ffprobe(t, streamURL(s, "cam"), "tcp"); err == nil {
@@ -243,8 +243,8 @@ func TestFFmpegEndsWhenPublisherLeaves(t *testing.T) {
 	needTool(t, "ffmpeg")
 	for _, transport := range []string{"tcp", "udp"} {
 		t.Run(transport, func(t *testing.T) {
-			hub := ingest.NewHub(ingest.Reject)
-			pub, stop := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+			hub := live.NewHub(live.Reject)
+			pub, stop := publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 			s := startServer(t, hub, true)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*wait)

@@ -14,8 +14,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/live"
 )
 
 // BenchmarkRTSPFanOut is the whole RTSP path from the hub to n readers over
@@ -32,7 +32,7 @@ func BenchmarkRTSPFanOut(b *testing.B) {
 }
 
 func benchRTSP(b *testing.B, tr gortsplib.Transport, n int) {
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	cfg := Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if tr == gortsplib.TransportUDP {
 		port := freeUDPPair(b)
@@ -46,9 +46,9 @@ func benchRTSP(b *testing.B, tr gortsplib.Transport, n int) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
-	video := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
+	video := &live.Track{Kind: live.Video, Codec: live.H264, PayloadType: 102, ClockRate: 90000,
 		Fmtp: "packetization-mode=1;profile-level-id=640032"}
-	s, err := hub.Publish("bench", ingest.PublishSpec{Tracks: []*ingest.Track{video}})
+	s, err := hub.Publish("bench", live.PublishSpec{Tracks: []*live.Track{video}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,6 +63,9 @@ func benchRTSP(b *testing.B, tr gortsplib.Transport, n int) {
 		_ = s.WriteRTP(video, rtpRaw(seq, nal), time.Now())
 		seq++
 	}
+	// A Sender Report settles the stream's clock at once: RTSP forwards
+	// nothing before (stream.go).
+	s.WriteSenderReport(video, time.Now(), 0, time.Now())
 	counts := make([]*atomic.Int64, n)
 	for i := range n {
 		counts[i] = new(atomic.Int64)

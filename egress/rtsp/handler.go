@@ -3,11 +3,15 @@ package rtsp
 import (
 	"errors"
 	"math"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/pion/rtcp"
 )
 
 // handler answers gortsplib's callbacks: status codes and per-peer logs
@@ -53,7 +57,7 @@ func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 	if res, err := h.s.authorize(ctx.Request, ctx.Query, name, peer(ctx.Conn)); res != nil {
 		return res, nil, err
 	}
-	ls, err := h.s.stream(name, true)
+	ls, err := h.s.stream(name, layerParam(ctx.Query), true)
 	if err != nil {
 		return h.failed(err, name, ctx.Conn), nil, nil
 	}
@@ -71,7 +75,7 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	if st := ctx.Session.SetuppedStream(); st != nil {
 		return &base.Response{StatusCode: base.StatusOK}, st, nil
 	}
-	ls, err := h.s.stream(name, false)
+	ls, err := h.s.stream(name, layerParam(ctx.Query), false)
 	if err != nil {
 		return h.failed(err, name, ctx.Conn), nil, nil
 	}
@@ -88,7 +92,22 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 	if ls == nil {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil
 	}
-	ls.src.RequestKeyframe()
+	ls.requestKeyframe()
+	if isRelay(ctx.Request) {
+		// A cluster's edge relaying the stream asks for keyframes for
+		// its own viewers (RTCP PLI or FIR, RFC 4585). Other readers'
+		// feedback is not acted on: players do not need it, and acting
+		// on ffmpeg's broke its timestamps of a GStreamer publisher.
+		ctx.Session.OnPacketRTCPAny(func(_ *description.Media, pkt rtcp.Packet) {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				ls.requestKeyframe()
+			}
+		})
+		// Its clock places the tracks by Sender Reports: it gets one per
+		// track now, ahead of the first packets, not in gortsplib's 10 s.
+		ls.reportTo(ctx.Session)
+	}
 	transport := ""
 	if t := ctx.Session.SetuppedTransport(); t != nil {
 		transport = t.String()
@@ -121,6 +140,9 @@ func (h *handler) failed(err error, name string, conn *gortsplib.ServerConn) *ba
 	case errors.Is(err, errNotFound):
 		h.s.log.Debug("RTSP request for a stream that is not live", "stream", name, "peer", peer(conn))
 		return &base.Response{StatusCode: base.StatusNotFound}
+	case errors.Is(err, errNoLayer):
+		h.s.log.Info("RTSP request for a simulcast layer the stream does not have", "stream", name, "peer", peer(conn), "err", err)
+		return &base.Response{StatusCode: base.StatusNotFound}
 	case errors.Is(err, errClosed):
 		return &base.Response{StatusCode: base.StatusServiceUnavailable}
 	}
@@ -128,7 +150,7 @@ func (h *handler) failed(err error, name string, conn *gortsplib.ServerConn) *ba
 	return &base.Response{StatusCode: base.StatusInternalServerError}
 }
 
-// refused answers a reader that Config.Admit turned away: 503, the reason
+// refused answers a reader that Config.Gate turned away: 503, the reason
 // in the log (RTSP responses carry no text body players would show) and
 // when to retry.
 func (h *handler) refused(err error, name string, conn *gortsplib.ServerConn) *base.Response {
@@ -141,6 +163,27 @@ func (h *handler) refused(err error, name string, conn *gortsplib.ServerConn) *b
 	secs := max(int(math.Ceil(retry.Seconds())), 1)
 	return &base.Response{StatusCode: base.StatusServiceUnavailable,
 		Header: base.Header{"Retry-After": base.HeaderValue{strconv.Itoa(secs)}}}
+}
+
+// layerParam is the simulcast layer a reader asks for with ?layer=
+// (low, mid, high or a rid); "" is the top layer.
+func layerParam(query string) string {
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return ""
+	}
+	return q.Get("layer")
+}
+
+// RelayUserAgent starts the User-Agent of a cluster node relaying a
+// stream (package cluster): its RTCP keyframe requests reach the
+// publisher. Anyone may claim it; all it gets is keyframes, which the
+// stream rate-limits.
+const RelayUserAgent = "reel-relay/"
+
+func isRelay(req *base.Request) bool {
+	ua := req.Header["User-Agent"]
+	return len(ua) > 0 && strings.HasPrefix(ua[0], RelayUserAgent)
 }
 
 func peer(c *gortsplib.ServerConn) string {

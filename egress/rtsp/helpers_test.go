@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,8 +24,9 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/pion/rtp"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/access"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // wait is the bound of every poll in these tests; nothing here is timed.
@@ -40,13 +42,23 @@ func testLogger(t *testing.T) *slog.Logger {
 // startServer runs a server on loopback: TCP on a port the kernel picks,
 // UDP on a free even/odd pair when udp is set. With tokens, any of them
 // may read any stream; a token "stream=T" may read that stream only.
-func startServer(t *testing.T, hub *ingest.Hub, udp bool, tokens ...string) *Server {
+func startServer(t *testing.T, hub *live.Hub, udp bool, tokens ...string) *Server {
 	t.Helper()
 	return startServerWith(t, hub, func(cfg *Config) {
 		if len(tokens) > 0 {
-			cfg.Authorize = func(token, stream string) bool {
-				return token != "" && (slices.Contains(tokens, token) || slices.Contains(tokens, stream+"="+token))
+			ac := access.Config{StreamTokens: map[string]string{}}
+			for _, tok := range tokens {
+				if stream, key, ok := strings.Cut(tok, "="); ok {
+					ac.StreamTokens[stream] = key
+				} else {
+					ac.ReadTokens = append(ac.ReadTokens, tok)
+				}
 			}
+			gate, err := access.New(ac, access.Limits{}, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Gate = gate
 		}
 		if udp {
 			rtpPort := freeUDPPair(t)
@@ -58,7 +70,7 @@ func startServer(t *testing.T, hub *ingest.Hub, udp bool, tokens ...string) *Ser
 
 // startServerWith runs a server on loopback, TCP only unless configure
 // (which may change anything) sets UDP addresses.
-func startServerWith(t *testing.T, hub *ingest.Hub, configure func(*Config)) *Server {
+func startServerWith(t *testing.T, hub *live.Hub, configure func(*Config)) *Server {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", Logger: testLogger(t)}
 	configure(&cfg)
@@ -99,9 +111,9 @@ func freeUDPPair(t testing.TB) int {
 }
 
 // publishTrack publishes one hand-fed track, closed with the test.
-func publishTrack(t *testing.T, hub *ingest.Hub, name string, track *ingest.Track) *ingest.Stream {
+func publishTrack(t *testing.T, hub *live.Hub, name string, track *live.Track) *live.Stream {
 	t.Helper()
-	src, err := hub.Publish(name, ingest.PublishSpec{Session: "test", Tracks: []*ingest.Track{track}})
+	src, err := hub.Publish(name, live.PublishSpec{Session: "test", Tracks: []*live.Track{track}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +122,7 @@ func publishTrack(t *testing.T, hub *ingest.Hub, name string, track *ingest.Trac
 }
 
 // publish starts a looping fixture publication that stops with the test.
-func publish(t *testing.T, hub *ingest.Hub, name string, src hubtest.Source) (*hubtest.Publisher, context.CancelFunc) {
+func publish(t *testing.T, hub *live.Hub, name string, src hubtest.Source) (*hubtest.Publisher, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := hubtest.Publish(ctx, hub, name, src)

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // inNetns marks the test binary re-run inside its own network namespace.
@@ -44,8 +44,8 @@ func TestMulticast(t *testing.T) {
 		return
 	}
 
-	hub := ingest.NewHub(ingest.Reject)
-	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	s := startServerWith(t, hub, func(cfg *Config) {
 		cfg.MulticastIPRange = "224.1.0.0/16"
 		rtpPort := freeUDPPair(t)

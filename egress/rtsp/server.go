@@ -1,6 +1,7 @@
 package rtsp
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,14 +14,19 @@ import (
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/auth"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/access"
+	"github.com/reel-gateway/reel/live"
 )
 
-// Default listen addresses, as in the SPEC and in MediaMTX.
+// Default listen addresses: the usual RTSP port, and MediaMTX's UDP and
+// multicast ports, so players set up for one find the other.
 const (
 	DefaultAddr        = ":8554"
 	DefaultUDPRTPAddr  = ":8000"
 	DefaultUDPRTCPAddr = ":8001"
+	// The multicast transport's ports, used once a group range is set.
+	DefaultMulticastRTPPort  = 8002
+	DefaultMulticastRTCPPort = 8003
 )
 
 const (
@@ -30,10 +36,14 @@ const (
 	// defaultIdleTimeout is how long a live stream's ServerStream (and its
 	// hub subscription) is kept once nobody reads it.
 	defaultIdleTimeout = 30 * time.Second
+	// findTimeout bounds bringing in a stream that is live on another
+	// node of a cluster (live.Hub.Find).
+	findTimeout = 5 * time.Second
 )
 
 var (
 	errNotFound = errors.New("no live stream with that name")
+	errNoLayer  = errors.New("no such simulcast layer")
 	errClosed   = errors.New("the RTSP server is closed")
 )
 
@@ -46,19 +56,12 @@ type Config struct {
 	// must be set, on consecutive ports with the RTP one even. "" disables
 	// UDP (readers then use TCP). DefaultConfig sets :8000 and :8001.
 	UDPRTPAddr, UDPRTCPAddr string
-	// Authorize, when set, decides who may read which stream: it gets the
-	// password of RTSP Basic auth (any user name), else ?token=... from the
-	// URL, else "" (a reader that sent nothing), and the stream name. The
-	// gateway passes the same rules as for WHEP and HLS, JWT included.
-	// nil lets everyone read.
-	Authorize func(token, stream string) bool
-	// Admit, when set, reserves a viewer slot for a reader's first SETUP
-	// from the client IP ip; release is called when the session ends. The
-	// gateway passes the WHEP limits (viewers per stream, in total, and
-	// sessions per address), so an RTSP reader counts like a WHEP viewer.
-	// An error refuses the reader with 503; if the error has a
-	// RetryAfter() time.Duration method, its value goes in Retry-After.
-	Admit func(ip, stream string) (release func(), err error)
+	// Gate, when set, decides who may read which stream and admits each
+	// reader at its first SETUP (package access: the same token rules and
+	// viewer limits as WHEP and HLS). The credential is the password of
+	// RTSP Basic auth (any user name), else ?token= from the URL. nil lets
+	// everyone read.
+	Gate Gate
 	// MulticastIPRange ("224.1.0.0/16"), MulticastRTPPort (even) and
 	// MulticastRTCPPort (the next one) enable the UDP multicast transport:
 	// each stream is sent once to a group from the range, whatever the
@@ -72,8 +75,18 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig is the configuration the SPEC promises: RTSP on :8554 over
-// TCP, and UDP on :8000/:8001, without authentication.
+// Gate is what the server asks of the gateway's access policy; an
+// *access.Gate is one.
+type Gate interface {
+	// Authorize returns nil, access.ErrNoToken or access.ErrBadToken.
+	Authorize(access.Request) error
+	// Admit reserves a viewer slot; a refusal that has a RetryAfter()
+	// time.Duration method says when to try again.
+	Admit(access.Request) (release func(), err error)
+}
+
+// DefaultConfig is what the gateway runs with unconfigured: RTSP on :8554
+// over TCP, and UDP on :8000/:8001, without authentication.
 func DefaultConfig() Config {
 	return Config{Addr: DefaultAddr, UDPRTPAddr: DefaultUDPRTPAddr, UDPRTCPAddr: DefaultUDPRTCPAddr}
 }
@@ -81,7 +94,7 @@ func DefaultConfig() Config {
 // Server serves the hub's live streams over RTSP.
 type Server struct {
 	cfg         Config
-	hub         *ingest.Hub
+	hub         *live.Hub
 	log         *slog.Logger
 	idleTimeout time.Duration
 	setups      *setupGate
@@ -89,7 +102,7 @@ type Server struct {
 	mu       sync.Mutex
 	rtsp     *gortsplib.Server
 	addr     net.Addr
-	streams  map[string]*liveStream // by stream name
+	streams  map[string]*liveStream // by streamKey: name and layer
 	sessions map[*gortsplib.ServerSession]*liveStream
 	started  bool
 	closed   bool
@@ -97,7 +110,7 @@ type Server struct {
 }
 
 // New checks cfg and returns a server that is not listening yet.
-func New(cfg Config, hub *ingest.Hub) (*Server, error) {
+func New(cfg Config, hub *live.Hub) (*Server, error) {
 	if hub == nil {
 		return nil, errors.New("rtsp: no hub")
 	}
@@ -177,7 +190,7 @@ func (s *Server) Start() error {
 	s.started = true
 	s.log.Info("RTSP server listening", "addr", s.addr.String(), "udp", s.cfg.UDPRTPAddr != "",
 		"multicast", s.cfg.MulticastIPRange,
-		"auth", s.cfg.Authorize != nil)
+		"auth", s.cfg.Gate != nil)
 	return nil
 }
 
@@ -218,34 +231,55 @@ func (s *Server) Addr() string {
 	return s.addr.String()
 }
 
-// Readers is the number of sessions playing the live stream called name.
+// Readers is the number of sessions playing the live stream called name,
+// every simulcast layer of it together.
 func (s *Server) Readers(name string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ls := s.streams[name]
-	if ls == nil {
-		return 0
-	}
 	n := 0
-	for _, r := range ls.sessions {
-		if r.playing {
-			n++
+	for _, ls := range s.streams {
+		if ls.name != name {
+			continue
+		}
+		for _, r := range ls.sessions {
+			if r.playing {
+				n++
+			}
 		}
 	}
 	return n
 }
 
-// stream returns the RTSP side of the live stream called name, binding one
-// to the hub stream on first use. With waitParams it first gives an H.264
-// or H.265 publisher up to paramsWait to send its parameter sets, for the
+// streamKey names one ServerStream: a stream, and for a simulcast stream
+// the layer asked for ("" for the top one).
+func streamKey(name, layer string) string {
+	if layer == "" {
+		return name
+	}
+	return name + "?layer=" + layer
+}
+
+// stream returns the RTSP side of the live stream called name (the given
+// simulcast layer of it, "" for the top one), binding one to the hub
+// stream on first use (a stream live on another node of a cluster is
+// relayed, live.Hub.Find). With waitParams it first gives an H.264 or
+// H.265 publisher up to paramsWait to send its parameter sets, for the
 // SDP.
-func (s *Server) stream(name string, waitParams bool) (*liveStream, error) {
-	src := s.hub.Get(name)
+func (s *Server) stream(name, layer string, waitParams bool) (*liveStream, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), findTimeout)
+	defer cancel()
+	src := s.hub.Find(ctx, name)
 	if src == nil {
 		return nil, errNotFound
 	}
+	v := src.Track(live.Video)
+	if v == nil || v.Layers() == nil {
+		layer = "" // a stream without simulcast has one layer
+	} else if layer != "" && (!live.ValidLayerName(layer) || v.Layer(layer) == nil) {
+		return nil, fmt.Errorf("%w: %q", errNoLayer, layer)
+	}
 	if waitParams {
-		waitForParams(src, paramsWait, s.done)
+		waitForParams(src, layer, paramsWait, s.done)
 	}
 
 	s.mu.Lock()
@@ -253,24 +287,48 @@ func (s *Server) stream(name string, waitParams bool) (*liveStream, error) {
 	if s.closed || !s.started {
 		return nil, errClosed
 	}
-	if ls := s.streams[name]; ls != nil && ls.src == src {
+	key := streamKey(name, layer)
+	if ls := s.streams[key]; ls != nil && ls.src == src {
 		ls.lastUse = time.Now()
 		ls.refreshParams()
 		return ls, nil
 	}
 	// Either the first reader, or the name was published anew and the old
 	// binding is on its way out (its StreamEnded runs soon).
-	ls, err := newLiveStream(s.rtsp, src, s.log, s.streamEnded)
+	ls, err := newLiveStream(s.rtsp, src, chooseLayer(src, layer), s.log, s.streamEnded)
 	if err != nil {
-		if errors.Is(err, ingest.ErrStreamEnded) {
+		if errors.Is(err, live.ErrStreamEnded) {
 			return nil, errNotFound
 		}
 		return nil, err
 	}
-	s.streams[name] = ls
+	ls.key = key
+	s.streams[key] = ls
 	s.armIdle(ls)
-	ls.log.Info("RTSP restream started")
+	if ls.layer != nil {
+		w, h := ls.layer.Size()
+		ls.log.Info("RTSP restream started", "layer", ls.layer.RID, "width", w, "height", h)
+	} else {
+		ls.log.Info("RTSP restream started")
+	}
 	return ls, nil
+}
+
+// chooseLayer is the simulcast layer a ServerStream carries: the named
+// one, or the top one (the best ranked so far if the ranking is not
+// settled yet); nil for a stream without simulcast.
+func chooseLayer(src *live.Stream, name string) *live.Track {
+	v := src.Track(live.Video)
+	if v == nil || v.Layers() == nil {
+		return nil
+	}
+	if name != "" {
+		return v.Layer(name)
+	}
+	if top := v.TopLayer(); top != nil {
+		return top
+	}
+	return v.Layer("high")
 }
 
 // streamEnded runs on the subscription's goroutine when the publisher has
@@ -283,16 +341,16 @@ func (s *Server) streamEnded(ls *liveStream) {
 	ls.log.Info("RTSP restream ended: the publisher left")
 }
 
-// attach binds a session that has SETUP a media of ls, once Config.Admit
+// attach binds a session that has SETUP a media of ls, once Config.Gate
 // has given it a viewer slot.
 func (s *Server) attach(ss *gortsplib.ServerSession, ls *liveStream, peer, ip string) error {
 	s.mu.Lock()
 	bound := s.sessions[ss] == ls && ls.sessions[ss] != nil
 	s.mu.Unlock()
 	var release func()
-	if !bound && s.cfg.Admit != nil {
+	if !bound && s.cfg.Gate != nil {
 		var err error
-		if release, err = s.cfg.Admit(ip, ls.name); err != nil {
+		if release, err = s.cfg.Gate.Admit(access.Request{Action: access.Read, Stream: ls.name, Protocol: access.RTSP, Addr: ip}); err != nil {
 			return err
 		}
 	}
@@ -352,8 +410,8 @@ func (s *Server) detach(ss *gortsplib.ServerSession) (*liveStream, string) {
 // unbindLocked forgets ls as the RTSP side of its stream name and stops its
 // idle timer. Called with s.mu held.
 func (s *Server) unbindLocked(ls *liveStream) {
-	if s.streams[ls.name] == ls {
-		delete(s.streams, ls.name)
+	if s.streams[ls.key] == ls {
+		delete(s.streams, ls.key)
 	}
 	if ls.idle != nil {
 		ls.idle.Stop()
@@ -363,7 +421,7 @@ func (s *Server) unbindLocked(ls *liveStream) {
 // armIdle (re)starts the timer that unbinds ls once nobody has used it for
 // idleTimeout. Called with s.mu held.
 func (s *Server) armIdle(ls *liveStream) {
-	if s.closed || s.streams[ls.name] != ls {
+	if s.closed || s.streams[ls.key] != ls {
 		return // already unbound
 	}
 	if ls.idle == nil {
@@ -377,7 +435,7 @@ func (s *Server) armIdle(ls *liveStream) {
 // ServerStream costs a copy of every packet even with nobody reading.
 func (s *Server) closeIfIdle(ls *liveStream) {
 	s.mu.Lock()
-	if s.streams[ls.name] != ls || len(ls.sessions) > 0 {
+	if s.streams[ls.key] != ls || len(ls.sessions) > 0 {
 		s.mu.Unlock()
 		return
 	}

@@ -3,11 +3,13 @@ package rtsp
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/textproto"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,13 +21,14 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/access"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/live"
 )
 
 func TestUnknownStreamIs404(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	s := startServer(t, hub, false)
 	_, err := play(t, streamURL(s, "nobody"), gortsplib.TransportTCP)
 	if code := statusCode(err); code != base.StatusNotFound {
@@ -34,9 +37,9 @@ func TestUnknownStreamIs404(t *testing.T) {
 }
 
 func TestEveryCodecIsDescribedAndForwarded(t *testing.T) {
-	for _, codec := range []ingest.Codec{ingest.H264, ingest.H265, ingest.VP8, ingest.VP9, ingest.AV1} {
+	for _, codec := range []live.Codec{live.H264, live.H265, live.VP8, live.VP9, live.AV1} {
 		t.Run(string(codec), func(t *testing.T) {
-			hub := ingest.NewHub(ingest.Reject)
+			hub := live.NewHub(live.Reject)
 			publish(t, hub, "cam", hubtest.Source{Video: codec, Audio: true, Loop: true})
 			s := startServer(t, hub, false)
 			r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
@@ -81,8 +84,8 @@ func TestEveryCodecIsDescribedAndForwarded(t *testing.T) {
 // TestForwardingRewritesHeader publishes hand-made packets: a payload type
 // below 96, as Chrome uses for AV1, and a header extension.
 func TestForwardingRewritesHeader(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.VP8, PayloadType: 45, ClockRate: 90000}
+	hub := live.NewHub(live.Reject)
+	track := &live.Track{Kind: live.Video, Codec: live.VP8, PayloadType: 45, ClockRate: 90000}
 	src := publishTrack(t, hub, "cam", track)
 	s := startServer(t, hub, false)
 	r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
@@ -104,6 +107,7 @@ func TestForwardingRewritesHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	src.WriteSenderReport(track, time.Now(), 123456, time.Now()) // the stream's clock settles
 	// Keep sending: the reader may still be settling when the first goes.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -132,8 +136,8 @@ func TestForwardingRewritesHeader(t *testing.T) {
 // A browser's padding-only probes never reach RTSP readers, and the
 // packets around them arrive numbered without a gap.
 func TestPaddingProbesAreLeftOut(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.VP8, PayloadType: 96, ClockRate: 90000}
+	hub := live.NewHub(live.Reject)
+	track := &live.Track{Kind: live.Video, Codec: live.VP8, PayloadType: 96, ClockRate: 90000}
 	src := publishTrack(t, hub, "cam", track)
 	s := startServer(t, hub, false)
 	r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
@@ -141,6 +145,9 @@ func TestPaddingProbesAreLeftOut(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The publisher's first Sender Report: the stream's clock settles and
+	// RTSP forwards from the first packet on.
+	src.WriteSenderReport(track, time.Now(), 0, time.Now())
 	// Media with every third packet a probe: 4 bytes of padding, no payload.
 	const sent = 300
 	for i := range sent {
@@ -173,8 +180,8 @@ func TestPaddingProbesAreLeftOut(t *testing.T) {
 }
 
 func TestManyReaders(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	hub := live.NewHub(live.Reject)
+	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	s := startServer(t, hub, false)
 
 	const n = 20
@@ -201,9 +208,9 @@ func TestManyReaders(t *testing.T) {
 
 func TestPublisherLeavingEndsReaders(t *testing.T) {
 	base := runtime.NumGoroutine()
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	s := startServer(t, hub, true)
-	pub, stop := publish(t, hub, "cam", hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+	pub, stop := publish(t, hub, "cam", hubtest.Source{Video: live.VP8, Audio: true, Loop: true})
 
 	var readers []*reader
 	for _, tr := range []gortsplib.Transport{gortsplib.TransportTCP, gortsplib.TransportUDP} {
@@ -245,10 +252,10 @@ func TestPublisherLeavingEndsReaders(t *testing.T) {
 }
 
 func TestRepublishedStreamIsServedAgain(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	s := startServer(t, hub, false)
 	for round := range 2 {
-		_, stop := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Loop: true})
+		_, stop := publish(t, hub, "cam", hubtest.Source{Video: live.H264, Loop: true})
 		r, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
@@ -264,7 +271,7 @@ func TestRepublishedStreamIsServedAgain(t *testing.T) {
 }
 
 func TestCloseBeforeStart(t *testing.T) {
-	s, err := New(Config{}, ingest.NewHub(ingest.Reject))
+	s, err := New(Config{}, live.NewHub(live.Reject))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +283,7 @@ func TestCloseBeforeStart(t *testing.T) {
 }
 
 func TestNewRejectsHalfUDP(t *testing.T) {
-	if _, err := New(Config{UDPRTPAddr: ":8000"}, ingest.NewHub(ingest.Reject)); err == nil {
+	if _, err := New(Config{UDPRTPAddr: ":8000"}, live.NewHub(live.Reject)); err == nil {
 		t.Error("New accepted an RTP address without an RTCP one")
 	}
 }
@@ -288,16 +295,16 @@ func TestNewRejectsBadMulticast(t *testing.T) {
 		"RTCP not next": {MulticastIPRange: "224.1.0.0/16", MulticastRTPPort: 8002, MulticastRTCPPort: 8005},
 		"no ports":      {MulticastIPRange: "224.1.0.0/16"},
 	} {
-		if _, err := New(cfg, ingest.NewHub(ingest.Reject)); err == nil {
+		if _, err := New(cfg, live.NewHub(live.Reject)); err == nil {
 			t.Errorf("%s: New accepted %+v", name, cfg)
 		}
 	}
 }
 
 func TestAuth(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
-	publish(t, hub, "lobby", hubtest.Source{Video: ingest.VP8, Audio: true, Loop: true})
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
+	publish(t, hub, "lobby", hubtest.Source{Video: live.VP8, Audio: true, Loop: true})
 	s := startServer(t, hub, false, "other", "s3cret", "lobby=lobbykey")
 
 	t.Run("challenge", func(t *testing.T) {
@@ -398,8 +405,8 @@ func rawRequest(t *testing.T, addr, req string) (int, textproto.MIMEHeader) {
 }
 
 func TestReaderJoiningRequestsKeyframe(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Loop: true})
+	hub := live.NewHub(live.Reject)
+	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: live.H264, Loop: true})
 	s := startServer(t, hub, false)
 
 	first, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP)
@@ -423,7 +430,7 @@ func TestReaderJoiningRequestsKeyframe(t *testing.T) {
 func TestDescribeWaitsForParams(t *testing.T) {
 	t.Run("H264", func(t *testing.T) {
 		sps, pps := fixtureParams(t)
-		track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
+		track := &live.Track{Kind: live.Video, Codec: live.H264, PayloadType: 102, ClockRate: 90000,
 			Fmtp: "packetization-mode=1;profile-level-id=42e01f"}
 		// The publisher answers the request with a STAP-A carrying both.
 		payload := append([]byte{24, 0, byte(len(sps))}, sps...)
@@ -440,7 +447,7 @@ func TestDescribeWaitsForParams(t *testing.T) {
 	})
 	t.Run("H265", func(t *testing.T) {
 		vps, sps, pps := fixtureH265Params(t)
-		track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H265, PayloadType: 104, ClockRate: 90000,
+		track := &live.Track{Kind: live.Video, Codec: live.H265, PayloadType: 104, ClockRate: 90000,
 			Fmtp: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"}
 		// The publisher answers with an aggregation packet (RFC 7798 4.4.2:
 		// type 48, TID 1) carrying all three.
@@ -464,11 +471,11 @@ func TestDescribeWaitsForParams(t *testing.T) {
 // describeAfterKeyframeRequest publishes track, whose publisher answers
 // the first keyframe request with one packet carrying payload, and returns
 // the video format a DESCRIBE sent before that request gets.
-func describeAfterKeyframeRequest(t *testing.T, track *ingest.Track, payload []byte) format.Format {
+func describeAfterKeyframeRequest(t *testing.T, track *live.Track, payload []byte) format.Format {
 	t.Helper()
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	var requests atomic.Int64
-	src, err := hub.Publish("cam", ingest.PublishSpec{Tracks: []*ingest.Track{track},
+	src, err := hub.Publish("cam", live.PublishSpec{Tracks: []*live.Track{track},
 		RequestKeyframe: func() { requests.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
@@ -543,8 +550,8 @@ func fixtureH265Params(t *testing.T) (vps, sps, pps []byte) {
 }
 
 func TestIdleStreamIsUnbound(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: ingest.VP8, Loop: true})
+	hub := live.NewHub(live.Reject)
+	pub, _ := publish(t, hub, "cam", hubtest.Source{Video: live.VP8, Loop: true})
 	s := startServer(t, hub, false)
 	s.mu.Lock()
 	s.idleTimeout = 200 * time.Millisecond // before any stream exists
@@ -581,10 +588,10 @@ func TestIdleStreamIsUnbound(t *testing.T) {
 // TestDescribeWithoutH264Params: when SPS and PPS never come, DESCRIBE still
 // answers after its bounded wait; players then find them in-band.
 func TestDescribeWithoutH264Params(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.H264, PayloadType: 102, ClockRate: 90000,
+	hub := live.NewHub(live.Reject)
+	track := &live.Track{Kind: live.Video, Codec: live.H264, PayloadType: 102, ClockRate: 90000,
 		Fmtp: "packetization-mode=1"}
-	src, err := hub.Publish("cam", ingest.PublishSpec{Tracks: []*ingest.Track{track}})
+	src, err := hub.Publish("cam", live.PublishSpec{Tracks: []*live.Track{track}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -601,8 +608,8 @@ func TestDescribeWithoutH264Params(t *testing.T) {
 // that reader may still be adding to it, a fatal error in Go. The setup
 // gate (setupgate.go) keeps such SETUPs apart; -race catches a regression.
 func TestConcurrentUDPReadersFromOneAddress(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	s := startServer(t, hub, true)
 
 	playMany(t, streamURL(s, "cam"), gortsplib.TransportUDP, 40)
@@ -614,27 +621,35 @@ type limitErr struct{}
 func (limitErr) Error() string             { return "this stream is at its limit of 2 viewers" }
 func (limitErr) RetryAfter() time.Duration { return 7 * time.Second }
 
-// Readers take a viewer slot from Config.Admit at their first SETUP, one per
+// admitGate lets everyone read and admits with admit.
+type admitGate struct {
+	admit func(access.Request) (func(), error)
+}
+
+func (admitGate) Authorize(access.Request) error           { return nil }
+func (g admitGate) Admit(r access.Request) (func(), error) { return g.admit(r) }
+
+// Readers take a viewer slot from Config.Gate at their first SETUP, one per
 // session however many medias it sets up, and give it back when they leave;
 // a reader refused gets 503 with Retry-After.
 func TestReadersAreAdmitted(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 	var mu sync.Mutex
 	admitted, released := 0, 0
 	s := startServerWith(t, hub, func(cfg *Config) {
-		cfg.Admit = func(ip, stream string) (func(), error) {
+		cfg.Gate = admitGate{func(r access.Request) (func(), error) {
 			mu.Lock()
 			defer mu.Unlock()
-			if ip != "127.0.0.1" || stream != "cam" {
-				t.Errorf("Admit(%q, %q)", ip, stream)
+			if r.Addr != "127.0.0.1" || r.Stream != "cam" || r.Action != access.Read || r.Protocol != access.RTSP {
+				t.Errorf("Admit(%+v)", r)
 			}
 			if admitted-released >= 2 {
 				return nil, limitErr{}
 			}
 			admitted++
 			return func() { mu.Lock(); released++; mu.Unlock() }, nil
-		}
+		}}
 	})
 	counts := func() (int, int) { mu.Lock(); defer mu.Unlock(); return admitted, released }
 
@@ -660,5 +675,53 @@ func TestReadersAreAdmitted(t *testing.T) {
 	eventually(t, "the slot comes back", func() bool { _, r := counts(); return r == 1 })
 	if _, err := play(t, streamURL(s, "cam"), gortsplib.TransportTCP); err != nil {
 		t.Fatalf("after a reader left: %v", err)
+	}
+}
+
+// Wrong credentials are throttled per address (access.Limits.AuthFailures):
+// once an address has used them up, RTSP answers 503 with Retry-After
+// (RTSP has no 429), even to a good token, and closes the connection.
+func TestWrongCredentialsThrottled(t *testing.T) {
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
+	gate, err := access.New(access.Config{ReadTokens: []string{"s3cret"}},
+		access.Limits{AuthFailures: 3, AuthFailureRefill: time.Hour}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServerWith(t, hub, func(cfg *Config) { cfg.Gate = gate })
+	basic := func(pass string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte("x:"+pass)) }
+	for i := range 3 {
+		if status, _ := rawDescribe(t, s.Addr(), streamURL(s, "cam"), basic("nope")); status != 401 {
+			t.Fatalf("wrong token %d: %d, want 401", i, status)
+		}
+	}
+	for _, pass := range []string{"nope", "s3cret"} {
+		status, header := rawDescribe(t, s.Addr(), streamURL(s, "cam"), basic(pass))
+		if ra, _ := strconv.Atoi(header.Get("Retry-After")); status != 503 || ra < 1 {
+			t.Errorf("token %q after 3 wrong ones: %d, Retry-After %q; want 503 with Retry-After", pass, status, header.Get("Retry-After"))
+		}
+	}
+	// Asking without credentials is not a failure, and still challenges.
+	if status, header := rawDescribe(t, s.Addr(), streamURL(s, "cam"), ""); status != 401 || header.Get("WWW-Authenticate") == "" {
+		t.Errorf("no credentials: %d %q, want a 401 challenge", status, header.Get("WWW-Authenticate"))
+	}
+}
+
+// A grouped name, {meeting}/{participant}, plays at
+// rtsp://host/{meeting}/{participant}, over TCP and UDP.
+func TestGroupedName(t *testing.T) {
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "board-42/alice", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
+	s := startServer(t, hub, true)
+	for _, tr := range []gortsplib.Transport{gortsplib.TransportTCP, gortsplib.TransportUDP} {
+		r, err := play(t, streamURL(s, "board-42/alice"), tr)
+		if err != nil {
+			t.Fatalf("%v: %v", tr, err)
+		}
+		eventually(t, "packets", func() bool { return r.packets.Load() > 10 })
+	}
+	if _, err := play(t, streamURL(s, "board-42/bob"), gortsplib.TransportTCP); statusCode(err) != base.StatusNotFound {
+		t.Errorf("another participant: %v, want 404", err)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/liberrors"
 	"github.com/pion/rtp"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // liveStream is one live stream bound to a gortsplib ServerStream: a single
@@ -25,15 +25,20 @@ import (
 // readers, each behind its own bounded write queue.
 type liveStream struct {
 	name string
-	src  *ingest.Stream
-	rtsp *gortsplib.ServerStream
-	outs []output
-	sub  *ingest.Subscription
-	log  *slog.Logger
+	key  string // in Server.streams: name, and layer if asked for
+	src  *live.Stream
+	// layer is the simulcast layer carried, nil for a stream without.
+	layer *live.Track
+	rtsp  *gortsplib.ServerStream
+	outs  []output
+	sub   *live.Subscription
+	log   *slog.Logger
 
 	// pkt is the outgoing packet, reused for every packet; only the
 	// subscription's goroutine touches it.
 	pkt       rtp.Packet
+	timed     bool       // the stream's clock has settled: packets go out
+	lastMu    sync.Mutex // guards outs[i].last, read by PLAY handlers
 	writeErrs atomic.Uint64
 	onEnd     func(*liveStream)
 	closeOnce sync.Once
@@ -48,26 +53,65 @@ type liveStream struct {
 type readerState struct {
 	peer    string
 	playing bool   // PLAY was accepted; until then the session only SETUP
-	release func() // gives back the viewer slot Config.Admit reserved
+	release func() // gives back the viewer slot Config.Gate reserved
 }
 
 // output is one forwarded track: the SDP media it is sent on and the
 // payload type the SDP declares for it.
 type output struct {
-	track   *ingest.Track
+	// track is the packets' track: the simulcast layer carried, for a
+	// simulcast stream's video.
+	track   *live.Track
 	media   *description.Media
 	pt      uint8
 	padding paddingFilter
+	last    lastPacket // the latest packet forwarded, for Sender Reports
+	anchor  anchor     // the mapping of its RTP time that players get
+	rate    float64    // RTP ticks per second
 }
 
-// newLiveStream describes src's tracks, creates the ServerStream and
-// subscribes to src. onEnd runs on the subscription's goroutine when the
-// publisher leaves.
-func newLiveStream(srv *gortsplib.Server, src *ingest.Stream, log *slog.Logger,
+// anchor keeps one mapping of a track's RTP time to the stream's clock
+// for the life of the RTSP stream. The clock refines its mapping as
+// Sender Reports come (and fades a track that changed mode), but a player
+// takes each Sender Report's mapping as it is: a refinement would make it
+// move the track, and ffmpeg logs timestamps going back when it moves one
+// back. So packets are stamped by the first mapping, and by a new one
+// only when the clock's differs from it by more than maxAnchorDrift (the
+// publisher restarted its RTP clock, say).
+type anchor struct {
+	ok  bool
+	rtp uint32
+	ntp time.Time
+}
+
+// maxAnchorDrift is how far the stream's clock may move from the anchored
+// mapping before the anchor follows it.
+const maxAnchorDrift = 500 * time.Millisecond
+
+// time is the anchored time of RTP time rtp, which the clock places at
+// clock.
+func (a *anchor) time(rtp uint32, clock time.Time, rate float64) time.Time {
+	if a.ok {
+		d := int64(int32(rtp - a.rtp))
+		t := a.ntp.Add(time.Duration(float64(d) * float64(time.Second) / rate))
+		if off := t.Sub(clock); off < maxAnchorDrift && off > -maxAnchorDrift && d < 1<<30 && d > -(1<<30) {
+			return t
+		}
+	}
+	*a = anchor{ok: true, rtp: rtp, ntp: clock}
+	return clock
+}
+
+// newLiveStream describes src's tracks (of a simulcast video, layer's),
+// creates the ServerStream and subscribes to src. onEnd runs on the
+// subscription's goroutine when the publisher leaves.
+func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, log *slog.Logger,
 	onEnd func(*liveStream)) (*liveStream, error) {
 	ls := &liveStream{
 		name:     src.Name,
+		key:      src.Name,
 		src:      src,
+		layer:    layer,
 		log:      log.With("stream", src.Name),
 		onEnd:    onEnd,
 		sessions: map[*gortsplib.ServerSession]*readerState{},
@@ -75,6 +119,9 @@ func newLiveStream(srv *gortsplib.Server, src *ingest.Stream, log *slog.Logger,
 	}
 	desc := &description.Session{Title: src.Name}
 	for _, t := range src.Tracks() {
+		if t.Layers() != nil && layer != nil {
+			t = layer
+		}
 		pt := payloadType(t.PayloadType)
 		media := mediaFor(t, pt)
 		if media == nil {
@@ -82,7 +129,14 @@ func newLiveStream(srv *gortsplib.Server, src *ingest.Stream, log *slog.Logger,
 			continue
 		}
 		desc.Medias = append(desc.Medias, media)
-		ls.outs = append(ls.outs, output{track: t, media: media, pt: pt})
+		rate := float64(t.ClockRate)
+		if rate == 0 {
+			rate = float64(t.Codec.ClockRate())
+		}
+		if rate == 0 {
+			rate = 90000
+		}
+		ls.outs = append(ls.outs, output{track: t, media: media, pt: pt, rate: rate})
 	}
 	if len(desc.Medias) == 0 {
 		return nil, fmt.Errorf("rtsp: stream %q has no track RTSP can carry", src.Name)
@@ -91,24 +145,61 @@ func newLiveStream(srv *gortsplib.Server, src *ingest.Stream, log *slog.Logger,
 	if err := ls.rtsp.Initialize(); err != nil {
 		return nil, fmt.Errorf("rtsp: creating the server stream for %q: %w", src.Name, err)
 	}
-	sub, err := src.Subscribe(string(ingest.OutputRTSP), ls, 0)
+	sub, err := src.Subscribe(string(live.OutputRTSP), ls, 0)
 	if err != nil {
 		ls.rtsp.Close()
 		return nil, fmt.Errorf("rtsp: subscribing to %q: %w", src.Name, err)
+	}
+	if layer != nil {
+		sub.SetLayers(live.LayerMask(layer))
 	}
 	ls.sub = sub
 	return ls, nil
 }
 
-// WritePacket implements ingest.Consumer: it forwards the packet as the
-// publisher timed it, with the declared payload type and without header
+// requestKeyframe asks the publisher for a keyframe of what the stream
+// carries: the layer's, for a simulcast stream.
+func (ls *liveStream) requestKeyframe() {
+	if ls.layer != nil {
+		ls.src.RequestLayerKeyframe(ls.layer)
+		return
+	}
+	ls.src.RequestKeyframe()
+}
+
+// WritePacket implements live.Consumer: it forwards the packet as the
+// publisher timed it, stamped with its time on the stream's clock, with the declared payload type and without header
 // extensions, whose IDs were negotiated with the publisher and mean nothing
 // to RTSP players. Padding-only packets are left out (padding.go). It does
 // not allocate (gortsplib's marshalling does).
-func (ls *liveStream) WritePacket(p *ingest.Packet) {
+func (ls *liveStream) WritePacket(p *live.Packet) {
 	out := ls.output(p.Track)
 	if out == nil {
 		return
+	}
+	clock := ls.src.Clock()
+	if !ls.timed {
+		// Until the stream's clock has settled (its first Sender
+		// Reports, at most live.SettleTimeout), nothing is sent: a player
+		// that got packets first would place the tracks by them, then move
+		// them when the reports come. Then every reader gets the reports
+		// ahead of its first packet, and a keyframe is asked for.
+		if !clock.Settled() {
+			return
+		}
+		ls.timed = true
+		ls.src.RequestKeyframe()
+		// Readers that are already playing get every track's report
+		// ahead of its first packet. Later readers are placed by the
+		// PLAY response's RTP-Info, which gortsplib takes from the same
+		// clock, until gortsplib's own reports (every 10 s): a report
+		// sent at PLAY makes ffmpeg move a track it had started by
+		// RTP-Info, and log the timestamps going back.
+		for i := range ls.outs {
+			if sr := ls.report(&ls.outs[i], p.Arrival); sr != nil {
+				_ = ls.rtsp.WritePacketRTCP(ls.outs[i].media, sr)
+			}
+		}
 	}
 	in := &p.RTP.Header
 	seq, ok := out.padding.forward(in.SequenceNumber, len(p.RTP.Payload) == 0)
@@ -124,7 +215,18 @@ func (ls *liveStream) WritePacket(p *ingest.Packet) {
 		SSRC:           in.SSRC, // gortsplib replaces it with the stream's own
 	}
 	ls.pkt.Payload = p.RTP.Payload
-	err := ls.rtsp.WritePacketRTPWithNTP(out.media, &ls.pkt, p.Arrival)
+	// The packet's time on the stream's clock, which the Sender Reports
+	// carry (gortsplib's and reports.go's): players line the tracks up as
+	// the recording does.
+	ntp, ok := clock.Time(p.Track, in.Timestamp)
+	if !ok {
+		ntp = p.Arrival
+	}
+	ntp = out.anchor.time(in.Timestamp, ntp, out.rate)
+	ls.lastMu.Lock()
+	out.last = lastPacket{rtp: in.Timestamp, ntp: ntp, at: p.Arrival, ok: true}
+	ls.lastMu.Unlock()
+	err := ls.rtsp.WritePacketRTPWithNTP(out.media, &ls.pkt, ntp)
 	ls.pkt.Payload = nil // the packet goes back to the pool after we return
 	if err != nil && !errors.As(err, &liberrors.ErrServerStreamClosed{}) {
 		if ls.writeErrs.Add(1) == 1 {
@@ -133,10 +235,10 @@ func (ls *liveStream) WritePacket(p *ingest.Packet) {
 	}
 }
 
-// StreamEnded implements ingest.StreamEnder.
+// StreamEnded implements live.StreamEnder.
 func (ls *liveStream) StreamEnded() { ls.onEnd(ls) }
 
-func (ls *liveStream) output(t *ingest.Track) *output {
+func (ls *liveStream) output(t *live.Track) *output {
 	for i := range ls.outs {
 		if ls.outs[i].track == t {
 			return &ls.outs[i]
@@ -189,18 +291,39 @@ func (ls *liveStream) refreshParams() {
 // waitForParams asks an H.264 or H.265 publisher for a keyframe, which
 // carries the parameter sets, and waits up to limit for them (or until
 // cancel is closed); it returns at once for other codecs or when they are
-// known.
-func waitForParams(src *ingest.Stream, limit time.Duration, cancel <-chan struct{}) {
-	t := src.Track(ingest.Video)
-	if t == nil || (t.Codec != ingest.H264 && t.Codec != ingest.H265) || hasParams(t) {
+// known. For a simulcast stream it waits for the layer asked for (""
+// the top one, known once the layers are ranked).
+func waitForParams(src *live.Stream, layer string, limit time.Duration, cancel <-chan struct{}) {
+	v := src.Track(live.Video)
+	if v == nil {
 		return
 	}
-	src.RequestKeyframe()
+	t := func() *live.Track {
+		if v.Layers() == nil {
+			return v
+		}
+		if layer == "" {
+			return v.TopLayer()
+		}
+		return v.Layer(layer)
+	}
+	ready := func() bool {
+		l := t()
+		return l != nil && ((l.Codec != live.H264 && l.Codec != live.H265) || hasParams(l))
+	}
+	if ready() {
+		return
+	}
+	if l := t(); l != nil && l != v {
+		src.RequestLayerKeyframe(l)
+	} else {
+		src.RequestKeyframe()
+	}
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for !hasParams(t) {
+	for !ready() {
 		select {
 		case <-deadline.C:
 			return
@@ -215,8 +338,8 @@ func waitForParams(src *ingest.Stream, limit time.Duration, cancel <-chan struct
 
 // hasParams reports whether every parameter set the SDP of t's codec
 // carries is known: SPS and PPS for H.264, VPS, SPS and PPS for H.265.
-func hasParams(t *ingest.Track) bool {
-	if t.Codec == ingest.H265 {
+func hasParams(t *live.Track) bool {
+	if t.Codec == live.H265 {
 		vps, sps, pps := t.H265ParameterSets()
 		return vps != nil && sps != nil && pps != nil
 	}
@@ -236,27 +359,27 @@ func payloadType(pt uint8) uint8 {
 
 // mediaFor returns the SDP media for a track, or nil for a codec RTSP
 // players cannot take.
-func mediaFor(t *ingest.Track, pt uint8) *description.Media {
+func mediaFor(t *live.Track, pt uint8) *description.Media {
 	var f format.Format
 	switch t.Codec {
-	case ingest.H264:
+	case live.H264:
 		mode, _ := fmtpInt(t.Fmtp, "packetization-mode")
 		sps, pps := t.H264ParameterSets()
 		f = &format.H264{PayloadTyp: pt, PacketizationMode: mode, SPS: sps, PPS: pps}
-	case ingest.H265:
+	case live.H265:
 		// No MaxDONDiff: ingest refuses offers with decoding order numbers,
 		// so packets are forwarded as RFC 7798 without DON fields.
 		vps, sps, pps := t.H265ParameterSets()
 		f = &format.H265{PayloadTyp: pt, VPS: vps, SPS: sps, PPS: pps}
-	case ingest.VP8:
+	case live.VP8:
 		f = &format.VP8{PayloadTyp: pt}
-	case ingest.VP9:
+	case live.VP9:
 		v := &format.VP9{PayloadTyp: pt}
 		if id, ok := fmtpInt(t.Fmtp, "profile-id"); ok {
 			v.ProfileID = &id
 		}
 		f = v
-	case ingest.AV1:
+	case live.AV1:
 		v := &format.AV1{PayloadTyp: pt}
 		if p, ok := fmtpInt(t.Fmtp, "profile"); ok {
 			v.Profile = &p
@@ -268,13 +391,13 @@ func mediaFor(t *ingest.Track, pt uint8) *description.Media {
 			v.Tier = &tier
 		}
 		f = v
-	case ingest.Opus:
+	case live.Opus:
 		f = &format.Opus{PayloadTyp: pt, ChannelCount: 2}
 	default:
 		return nil
 	}
 	typ := description.MediaTypeVideo
-	if t.Kind == ingest.Audio {
+	if t.Kind == live.Audio {
 		typ = description.MediaTypeAudio
 	}
 	return &description.Media{Type: typ, Formats: []format.Format{f}}

@@ -7,16 +7,16 @@ import (
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/pion/rtp"
 
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // TestWritePacketAddsNoAllocation compares forwarding a hub packet with
 // handing gortsplib a ready packet: the header rewrite must cost nothing
 // on top of what gortsplib itself allocates.
 func TestWritePacketAddsNoAllocation(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
-	track := &ingest.Track{Kind: ingest.Video, Codec: ingest.VP8, PayloadType: 45, ClockRate: 90000}
-	src, err := hub.Publish("cam", ingest.PublishSpec{Tracks: []*ingest.Track{track}})
+	hub := live.NewHub(live.Reject)
+	track := &live.Track{Kind: live.Video, Codec: live.VP8, PayloadType: 45, ClockRate: 90000}
+	src, err := hub.Publish("cam", live.PublishSpec{Tracks: []*live.Track{track}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,13 +26,13 @@ func TestWritePacketAddsNoAllocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	ls, err := newLiveStream(srv, src, testLogger(t), func(*liveStream) {})
+	ls, err := newLiveStream(srv, src, nil, testLogger(t), func(*liveStream) {})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ls.shutdown()
 
-	in := &ingest.Packet{Track: track, Arrival: time.Now(), RTP: rtp.Packet{
+	in := &live.Packet{Track: track, Arrival: time.Now(), RTP: rtp.Packet{
 		Header:  rtp.Header{Version: 2, PayloadType: 45, SequenceNumber: 1, Timestamp: 3000, SSRC: 7},
 		Payload: make([]byte, 1000),
 	}}

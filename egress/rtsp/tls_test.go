@@ -20,8 +20,8 @@ import (
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtp"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // selfSigned writes a throwaway certificate for 127.0.0.1.
@@ -49,7 +49,7 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 }
 
 func TestRTSPS(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	certFile, keyFile := selfSigned(t)
 	s, err := New(Config{Addr: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile, Logger: testLogger(t)}, hub)
 	if err != nil {
@@ -59,7 +59,7 @@ func TestRTSPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	publish(t, hub, "cam", hubtest.Source{Video: ingest.H264, Audio: true, Loop: true})
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
 
 	u, err := base.ParseURL("rtsps://" + s.Addr() + "/cam")
 	if err != nil {
@@ -92,7 +92,7 @@ func TestRTSPS(t *testing.T) {
 }
 
 func TestRTSPSBadCertificate(t *testing.T) {
-	s, err := New(Config{Addr: "127.0.0.1:0", TLSCert: "/nonexistent.pem", TLSKey: "/nonexistent.key"}, ingest.NewHub(ingest.Reject))
+	s, err := New(Config{Addr: "127.0.0.1:0", TLSCert: "/nonexistent.pem", TLSKey: "/nonexistent.key"}, live.NewHub(live.Reject))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,7 @@ import (
 	"sync"
 
 	"github.com/pion/rtp"
-
-	"github.com/reel-gateway/reel/ingest"
+	"github.com/reel-gateway/reel/live"
 )
 
 // historySize is how many packets of a viewer's video are kept to answer
@@ -19,14 +18,22 @@ const historySize = 512
 // would copy each packet for each viewer.
 type history struct {
 	mu     sync.Mutex
-	pkts   [historySize]*ingest.Packet
+	pkts   [historySize]sent
 	out    rtp.Packet // the resent packet, reused under mu
 	closed bool
 }
 
-// put keeps p (a packet just sent) in place of the one sent historySize
-// sequence numbers earlier.
-func (h *history) put(p *ingest.Packet) {
+// sent is a hub packet as the viewer got it: a simulcast viewer's
+// sequence numbers and timestamps are rewritten (layers.go).
+type sent struct {
+	p   *live.Packet
+	seq uint16
+	ts  uint32
+}
+
+// put keeps p, just sent with sequence number seq and timestamp ts, in
+// place of the one sent historySize sequence numbers earlier.
+func (h *history) put(p *live.Packet, seq uint16, ts uint32) {
 	p.Retain()
 	h.mu.Lock()
 	if h.closed {
@@ -34,9 +41,9 @@ func (h *history) put(p *ingest.Packet) {
 		p.Release()
 		return
 	}
-	slot := &h.pkts[p.RTP.SequenceNumber%historySize]
-	old := *slot
-	*slot = p
+	slot := &h.pkts[seq%historySize]
+	old := slot.p
+	*slot = sent{p: p, seq: seq, ts: ts}
 	h.mu.Unlock()
 	if old != nil {
 		old.Release()
@@ -48,11 +55,12 @@ func (h *history) put(p *ingest.Packet) {
 func (h *history) resend(seq uint16, write func(*rtp.Packet) error) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p := h.pkts[seq%historySize]
-	if p == nil || p.RTP.SequenceNumber != seq {
+	s := h.pkts[seq%historySize]
+	if s.p == nil || s.seq != seq {
 		return false
 	}
-	forwardHeader(&h.out, p)
+	forwardHeader(&h.out, s.p)
+	h.out.SequenceNumber, h.out.Timestamp = s.seq, s.ts
 	err := write(&h.out)
 	h.out.Payload = nil
 	return err == nil
@@ -63,10 +71,10 @@ func (h *history) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
-	for i, p := range h.pkts {
-		if p != nil {
-			p.Release()
-			h.pkts[i] = nil
+	for i, s := range h.pkts {
+		if s.p != nil {
+			s.p.Release()
+			h.pkts[i] = sent{}
 		}
 	}
 }
@@ -74,7 +82,7 @@ func (h *history) close() {
 // forwardHeader makes out the packet a viewer is sent for p: the
 // publisher's header without its extensions, whose ids were negotiated with
 // the publisher and mean nothing to the viewer, and p's payload.
-func forwardHeader(out *rtp.Packet, p *ingest.Packet) {
+func forwardHeader(out *rtp.Packet, p *live.Packet) {
 	out.Header = p.RTP.Header
 	out.Header.Extension = false
 	out.Header.Extensions = nil

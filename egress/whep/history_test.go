@@ -12,9 +12,9 @@ import (
 	"github.com/pion/transport/v2/stdnet"
 	"github.com/pion/webrtc/v3"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/whipclient"
+	"github.com/reel-gateway/reel/live"
 )
 
 // lossyNet is pion's network whose sockets lose the 50th RTP packet they
@@ -55,11 +55,11 @@ func (c *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // A packet a viewer loses comes again when its NACK generator asks, from
 // the hub packets the session holds.
 func TestLostPacketIsResentOnNACK(t *testing.T) {
-	hub := ingest.NewHub(ingest.Reject)
+	hub := live.NewHub(live.Reject)
 	srv := startServer(t, hub, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: ingest.VP8, Loop: true}); err != nil {
+	if _, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: live.VP8, Loop: true}); err != nil {
 		t.Fatal(err)
 	}
 

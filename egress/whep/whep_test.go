@@ -2,15 +2,19 @@ package whep
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v2"
 	"github.com/pion/webrtc/v3"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/whipclient"
+	"github.com/reel-gateway/reel/live"
+	"github.com/reel-gateway/reel/rtc"
 )
 
 // viewer is a raw pion receiver: it records the first video payload so
@@ -23,13 +27,18 @@ type viewer struct {
 	audioPkts int
 }
 
-func newViewer(t *testing.T) (*viewer, string) {
+// newViewer makes a viewer and its offer; srtp, if given, are the only
+// SRTP profiles it takes.
+func newViewer(t *testing.T, srtp ...dtls.SRTPProtectionProfile) (*viewer, string) {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
 	se := whipclient.LoopbackSettingEngine()
+	if len(srtp) > 0 {
+		se.SetSRTPProtectionProfiles(srtp...)
+	}
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -79,14 +88,14 @@ func gatheredOffer(tb testing.TB, pc *webrtc.PeerConnection) string {
 
 // startServer serves hub over WHEP with a WebRTC socket on loopback; both
 // close with the test.
-func startServer(tb testing.TB, hub *ingest.Hub, cfg Config) *Server {
+func startServer(tb testing.TB, hub *live.Hub, cfg Config) *Server {
 	tb.Helper()
-	rtc, err := ingest.NewRTC(ingest.RTCConfig{UDPAddr: "127.0.0.1:0"})
+	engine, err := rtc.NewEngine(rtc.Config{UDPAddr: "127.0.0.1:0"})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { _ = rtc.Close() })
-	srv := New(hub, rtc, cfg)
+	tb.Cleanup(func() { _ = engine.Close() })
+	srv := New(hub, engine, cfg)
 	tb.Cleanup(srv.Close)
 	return srv
 }
@@ -111,9 +120,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // Three viewers of one publisher all receive, each starting its picture on
 // a keyframe, and all leave when the publisher does.
 func TestViewersStartOnKeyframeAndLeaveWithPublisher(t *testing.T) {
-	for _, codec := range []ingest.Codec{ingest.VP8, ingest.H264} {
+	for _, codec := range []live.Codec{live.VP8, live.H264} {
 		t.Run(string(codec), func(t *testing.T) {
-			hub := ingest.NewHub(ingest.Reject)
+			hub := live.NewHub(live.Reject)
 			srv := startServer(t, hub, Config{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -140,7 +149,7 @@ func TestViewersStartOnKeyframeAndLeaveWithPublisher(t *testing.T) {
 					video, audio, _ := v.counts()
 					return video > 30 && audio > 10
 				})
-				if _, _, first := v.counts(); !ingest.IsKeyframeStart(codec, first) {
+				if _, _, first := v.counts(); !live.IsKeyframeStart(codec, first) {
 					t.Errorf("viewer %d's first video packet is not a keyframe start: % x", i, first[:min(len(first), 8)])
 				}
 			}
@@ -167,9 +176,50 @@ func TestViewersStartOnKeyframeAndLeaveWithPublisher(t *testing.T) {
 }
 
 func TestPlayUnknownStream(t *testing.T) {
-	srv := startServer(t, ingest.NewHub(ingest.Reject), Config{})
+	srv := startServer(t, live.NewHub(live.Reject), Config{})
 	_, offer := newViewer(t)
 	if _, _, err := srv.Play(context.Background(), "nobody", []byte(offer), ""); err != ErrNotLive {
 		t.Fatalf("got %v, want ErrNotLive", err)
+	}
+}
+
+// Reel offers AES-128-GCM and, for peers without GCM, AES-CM: a viewer that
+// takes only one of them gets media either way. AES-256-GCM, which costs
+// more per packet, is not offered.
+func TestSRTPProfiles(t *testing.T) {
+	hub := live.NewHub(live.Reject)
+	srv := startServer(t, hub, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: live.VP8, Audio: true, Loop: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		profile dtls.SRTPProtectionProfile
+		ok      bool
+	}{{dtls.SRTP_AEAD_AES_128_GCM, true}, {dtls.SRTP_AES128_CM_HMAC_SHA1_80, true}, {dtls.SRTP_AEAD_AES_256_GCM, false}} {
+		v, offer := newViewer(t, tc.profile)
+		var failed atomic.Bool
+		v.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+			failed.Store(failed.Load() || s == webrtc.PeerConnectionStateFailed)
+		})
+		_, answer, err := srv.Play(ctx, "cam", []byte(offer), "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+			t.Fatal(err)
+		}
+		if tc.ok {
+			eventually(t, fmt.Sprintf("video with SRTP profile %v", tc.profile), func() bool {
+				video, _, _ := v.counts()
+				return video > 10
+			})
+			continue
+		}
+		eventually(t, fmt.Sprintf("the handshake with only SRTP profile %v to fail", tc.profile), failed.Load)
+		if video, _, _ := v.counts(); video != 0 {
+			t.Fatalf("%d video packets with a profile Reel does not offer", video)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-// Package hubtest publishes fixture media straight into an ingest.Hub, paced
+// Package hubtest publishes fixture media straight into a live.Hub, paced
 // in real time, so the recorder and egress packages can be tested on real
 // encoded media without a WebRTC peer in between.
 package hubtest
@@ -17,29 +17,43 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 
-	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/live"
 )
 
 // Source is the media to publish.
 type Source struct {
-	Video     ingest.Codec // "" for none
-	VideoFile string       // a file in testdata/, e.g. "vp8.ivf"; default by codec
-	Audio     bool         // Opus from testdata/opus.ogg
+	Video     live.Codec // "" for none
+	VideoFile string     // a file in testdata/, e.g. "vp8.ivf"; default by codec
+	Audio     bool       // Opus from testdata/opus.ogg
+	AudioFile string     // another Ogg Opus file in testdata/ (implies Audio)
 	// Loop repeats the files until the context ends.
 	Loop bool
 	// SeparateParamSets sends H.264 SPS and PPS in packets of their own
 	// (no STAP-A), as OBS does.
 	SeparateParamSets bool
+	// Simulcast sends H.264 or VP8 video as three layers, rids "q"
+	// (160x90), "h" (320x180) and "f" (640x360), from the fixtures made
+	// for it (same frames and GOP); VideoFile is then unused.
+	Simulcast bool
+}
+
+// simulcastFiles are the layer fixtures, lowest first.
+var simulcastFiles = map[live.Codec][3]string{
+	live.H264: {"h264-160.h264", "h264-320.h264", "h264.h264"},
+	live.VP8:  {"vp8-160.ivf", "vp8-320.ivf", "vp8.ivf"},
 }
 
 // Publisher is a running fixture publication.
 type Publisher struct {
-	Stream *ingest.Stream
+	Stream *live.Stream
 	// KeyframeRequests counts RequestKeyframe calls that reached the publisher.
 	KeyframeRequests atomic.Int64
-	done             chan struct{}
-	err              error
+	// LayerKeyframeRequests counts requests for one simulcast layer, by
+	// the layer's index (q, h, f).
+	LayerKeyframeRequests [3]atomic.Int64
+	done                  chan struct{}
+	err                   error
 }
 
 // Done is closed when all media was sent (or the context ended) and the
@@ -50,38 +64,71 @@ func (p *Publisher) Done() <-chan struct{} { return p.done }
 func (p *Publisher) Err() error { return p.err }
 
 type trackMedia struct {
-	track   *ingest.Track
+	track   *live.Track
 	samples []testmedia.Sample
 	pkt     rtp.Packetizer
+	// lastSR is when the track last sent an RTCP Sender Report: like a
+	// WebRTC encoder it sends one with its first packet, then every second.
+	lastSR time.Time
 }
 
 // Publish makes name live on hub and sends src in the background.
-func Publish(ctx context.Context, hub *ingest.Hub, name string, src Source) (*Publisher, error) {
+func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publisher, error) {
 	var media []*trackMedia
-	if src.Video != "" {
+	var tracks []*live.Track
+	switch {
+	case src.Simulcast:
+		files, ok := simulcastFiles[src.Video]
+		if !ok {
+			return nil, fmt.Errorf("hubtest: no simulcast fixtures for %q", src.Video)
+		}
+		var parent *live.Track
+		for i, f := range files {
+			layer := src
+			layer.VideoFile = f
+			m, err := videoMedia(layer)
+			if err != nil {
+				return nil, err
+			}
+			if parent == nil {
+				parent = m.track
+				if err := parent.AddLayers([]string{"q", "h", "f"}); err != nil {
+					return nil, err
+				}
+				tracks = append(tracks, parent)
+			}
+			m.track = parent.Layers()[i]
+			media = append(media, m)
+		}
+	case src.Video != "":
 		m, err := videoMedia(src)
 		if err != nil {
 			return nil, err
 		}
 		media = append(media, m)
+		tracks = append(tracks, m.track)
 	}
-	if src.Audio {
-		samples, err := testmedia.ReadOgg(filepath.Join(testmedia.Dir(), "opus.ogg"))
+	if src.Audio || src.AudioFile != "" {
+		samples, err := testmedia.ReadOgg(filepath.Join(testmedia.Dir(), cmp.Or(src.AudioFile, "opus.ogg")))
 		if err != nil {
 			return nil, err
 		}
-		t := &ingest.Track{Kind: ingest.Audio, Codec: ingest.Opus, PayloadType: 111, ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1"}
+		t := &live.Track{Kind: live.Audio, Codec: live.Opus, PayloadType: 111, ClockRate: 48000, Channels: 2, Fmtp: "minptime=10;useinbandfec=1"}
 		media = append(media, &trackMedia{track: t, samples: samples,
 			pkt: rtp.NewPacketizer(1200, 111, rand.Uint32(), &codecs.OpusPayloader{}, rtp.NewRandomSequencer(), 48000)})
+		tracks = append(tracks, t)
 	}
 	p := &Publisher{done: make(chan struct{})}
-	var tracks []*ingest.Track
-	for _, m := range media {
-		tracks = append(tracks, m.track)
-	}
-	s, err := hub.Publish(name, ingest.PublishSpec{
+	s, err := hub.Publish(name, live.PublishSpec{
 		Session: "hubtest-" + name, Protocol: "test", Tracks: tracks,
 		RequestKeyframe: func() { p.KeyframeRequests.Add(1) },
+		RequestLayerKeyframe: func(l *live.Track) {
+			for i, x := range l.Parent().Layers() {
+				if x == l {
+					p.LayerKeyframeRequests[i].Add(1)
+				}
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -94,15 +141,15 @@ func Publish(ctx context.Context, hub *ingest.Hub, name string, src Source) (*Pu
 func videoMedia(src Source) (*trackMedia, error) {
 	file := src.VideoFile
 	if file == "" {
-		file = map[ingest.Codec]string{ingest.H264: "h264.h264", ingest.H265: "h265.h265", ingest.VP8: "vp8.ivf", ingest.VP9: "vp9.ivf", ingest.AV1: "av1.ivf"}[src.Video]
+		file = map[live.Codec]string{live.H264: "h264.h264", live.H265: "h265.h265", live.VP8: "vp8.ivf", live.VP9: "vp9.ivf", live.AV1: "av1.ivf"}[src.Video]
 	}
 	path := filepath.Join(testmedia.Dir(), file)
-	t := &ingest.Track{Kind: ingest.Video, Codec: src.Video, ClockRate: 90000}
+	t := &live.Track{Kind: live.Video, Codec: src.Video, ClockRate: 90000}
 	var payloader rtp.Payloader
 	var samples []testmedia.Sample
 	var err error
 	switch src.Video {
-	case ingest.H264:
+	case live.H264:
 		t.PayloadType = 102
 		profile := "640032"
 		if strings.Contains(file, "baseline") {
@@ -111,21 +158,21 @@ func videoMedia(src Source) (*trackMedia, error) {
 		t.Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile
 		payloader = &codecs.H264Payloader{DisableStapA: src.SeparateParamSets}
 		samples, err = testmedia.ReadH264(path, 30)
-	case ingest.H265:
+	case live.H265:
 		t.PayloadType = 104
 		t.Fmtp = "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST"
 		payloader = &codecs.H265Payloader{SkipAggregation: src.SeparateParamSets}
 		samples, err = testmedia.ReadH265(path, 30)
-	case ingest.VP8:
+	case live.VP8:
 		t.PayloadType = 96
 		payloader = &codecs.VP8Payloader{EnablePictureID: true}
 		_, samples, err = testmedia.ReadIVF(path)
-	case ingest.VP9:
+	case live.VP9:
 		t.PayloadType = 98
 		t.Fmtp = "profile-id=0"
 		payloader = &codecs.VP9Payloader{}
 		_, samples, err = testmedia.ReadIVF(path)
-	case ingest.AV1:
+	case live.AV1:
 		t.PayloadType = 45
 		payloader = &codecs.AV1Payloader{}
 		_, samples, err = testmedia.ReadIVF(path)
@@ -153,7 +200,7 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 	var offset time.Duration
 	for {
 		events, length := schedule(media, offset)
-		buf := make([]byte, ingest.MaxPacketSize)
+		buf := make([]byte, live.MaxPacketSize)
 		for _, ev := range events {
 			if wait := time.Until(start.Add(ev.at)); wait > 0 {
 				select {
@@ -163,7 +210,8 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 				}
 			}
 			samples := uint32(ev.s.Duration.Seconds() * float64(ev.m.track.ClockRate))
-			for _, pkt := range ev.m.pkt.Packetize(ev.s.Data, samples) {
+			pkts := ev.m.pkt.Packetize(ev.s.Data, samples)
+			for _, pkt := range pkts {
 				n, err := pkt.MarshalTo(buf)
 				if err != nil {
 					p.err = err
@@ -173,6 +221,12 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 					p.err = err
 					return
 				}
+			}
+			if now := time.Now(); len(pkts) > 0 && now.Sub(ev.m.lastSR) >= time.Second {
+				// The sample was captured at start+at on the publisher's
+				// (here, the gateway's) NTP clock, as encoders report it.
+				p.Stream.WriteSenderReport(ev.m.track, start.Add(ev.at), pkts[0].Timestamp, now)
+				ev.m.lastSR = now
 			}
 		}
 		if !loop || ctx.Err() != nil {

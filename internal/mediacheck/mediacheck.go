@@ -91,9 +91,14 @@ func Decode(ctx context.Context, target string, inputArgs ...string) error {
 	return decode(ctx, target, inputArgs, nil)
 }
 
-// SeekDecode seeks to at and decodes a few video frames from there.
+// SeekDecode seeks to at and decodes a few video frames from there, each
+// as stored and in the file's millisecond time base: ffmpeg 5.1 otherwise
+// rescales frames to 1/30 s for the null muxer and, after some seek
+// positions, puts two on one tick and reports "non monotonically
+// increasing dts", in ffmpeg's own remuxes too. That is not what a seek
+// check is about.
 func SeekDecode(ctx context.Context, file string, at time.Duration) error {
-	return decode(ctx, file, []string{"-ss", fmt.Sprintf("%.3f", at.Seconds())}, []string{"-frames:v", "5"})
+	return decode(ctx, file, []string{"-ss", fmt.Sprintf("%.3f", at.Seconds())}, []string{"-frames:v", "5", "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"})
 }
 
 func decode(ctx context.Context, target string, inputArgs, outputArgs []string) error {

@@ -22,7 +22,7 @@ func Cycle(ctx context.Context, baseURL, name string, opts PublishOptions) error
 	case <-ctx.Done():
 		return fmt.Errorf("publisher never connected: %w", ctx.Err())
 	}
-	v, err := View(ctx, baseURL+"/whep/"+name, ViewOptions{SettingEngine: opts.SettingEngine, HTTPClient: opts.HTTPClient})
+	v, err := View(ctx, baseURL+"/whep/"+name, ViewOptions{Token: opts.Token, SettingEngine: opts.SettingEngine, HTTPClient: opts.HTTPClient})
 	if err != nil {
 		return fmt.Errorf("view: %w", err)
 	}

@@ -38,10 +38,20 @@ type PublishOptions struct {
 	// candidates with PATCH application/trickle-ice-sdpfrag (If-Match: ETag).
 	// The default sends one offer with all candidates, like OBS.
 	Trickle bool
+	// Simulcast sends the video as these encodings, each a file of the
+	// Video codec at its own size, with its rid (RFC 8853), as OBS and
+	// browsers do; VideoFile is then unused. See DefaultSimulcast.
+	Simulcast []SimulcastLayer
 	// OnPacket, if set, sees (and may modify) every RTP packet just before it
 	// is written, e.g. to add a header extension. It is called from the
 	// video and audio send goroutines concurrently.
-	OnPacket      func(*rtp.Packet)
+	OnPacket func(*rtp.Packet)
+	// Timing changes how sending relates to capture (burst start, late
+	// audio, who writes Sender Reports), for lip-sync tests.
+	Timing Timing
+	// OnLayerPacket, if set, replaces OnPacket for the packets of a
+	// simulcast layer, with the layer's rid.
+	OnLayerPacket func(rid string, pkt *rtp.Packet)
 	HTTPClient    *http.Client
 	SettingEngine *webrtc.SettingEngine // nil = pion defaults
 	ICEServers    []webrtc.ICEServer
@@ -49,8 +59,10 @@ type PublishOptions struct {
 
 // PublisherStats is a snapshot of what a Publisher sent, per kind.
 type PublisherStats struct {
-	Video SendStats
+	Video SendStats // all layers together for a simulcast publish
 	Audio SendStats
+	// Layers is per rid for a simulcast publish.
+	Layers map[string]SendStats
 }
 
 // Publisher is one WHIP session sending media from files.
@@ -63,6 +75,8 @@ type Publisher struct {
 
 	http      *session
 	senders   []*trackSender
+	created   time.Time   // when Publish was called: the capture start with Timing.StartBeforeConnect
+	layers    *layerGroup // the simulcast video's layers, nil without
 	connected chan struct{}
 	done      chan struct{}
 	stop      context.CancelFunc
@@ -84,12 +98,12 @@ func Publish(ctx context.Context, whipURL string, opts PublishOptions) (*Publish
 	if err != nil {
 		return nil, err
 	}
-	p := &Publisher{http: httpSession, connected: make(chan struct{}), done: make(chan struct{})}
+	p := &Publisher{http: httpSession, connected: make(chan struct{}), done: make(chan struct{}), created: time.Now()}
 	if err := p.setupPeerConnection(sources, opts); err != nil {
 		return nil, err
 	}
 	if err := p.negotiate(ctx, opts.Trickle); err != nil {
-		_ = p.PC.Close()
+		_ = closeSettled(p.PC)
 		_ = p.http.delete()
 		return nil, err
 	}
@@ -103,7 +117,12 @@ func (p *Publisher) setupPeerConnection(sources []*mediaSource, opts PublishOpti
 	if err != nil {
 		return err
 	}
-	api, err := newAPI(m, opts.SettingEngine)
+	if len(opts.Simulcast) > 0 {
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return fmt.Errorf("registering the simulcast header extensions: %w", err)
+		}
+	}
+	api, err := newPublisherAPI(m, opts.SettingEngine, opts.Timing.SenderReports)
 	if err != nil {
 		return err
 	}
@@ -118,16 +137,25 @@ func (p *Publisher) setupPeerConnection(sources []*mediaSource, opts PublishOpti
 		}
 	})
 	for _, src := range sources {
-		if err := p.addSender(src, opts.OnPacket); err != nil {
+		var err error
+		if src.kind == "video" && len(opts.Simulcast) > 0 {
+			err = p.addSimulcastSenders(src, opts)
+		} else {
+			err = p.addSender(src, opts.OnPacket)
+		}
+		if err != nil {
 			_ = p.PC.Close()
 			return err
+		}
+		if src.kind == "audio" {
+			p.senders[len(p.senders)-1].sendDelay = opts.Timing.AudioSendDelay
 		}
 	}
 	return nil
 }
 
 func (p *Publisher) addSender(src *mediaSource, onPacket func(*rtp.Packet)) error {
-	ts, err := newTrackSender(src, onPacket)
+	ts, err := newTrackSender(src, onPacket, "")
 	if err != nil {
 		return err
 	}
@@ -221,12 +249,22 @@ func (p *Publisher) startSending(ctx context.Context, opts PublishOptions) {
 	sendCtx, cancel := context.WithCancel(ctx)
 	p.stop = cancel
 	var wg sync.WaitGroup
-	errs := make([]error, len(p.senders))
+	errs := make([]error, len(p.senders)+1)
 	for i, s := range p.senders {
+		if s.rid != "" {
+			continue // the simulcast layers are sent together, below
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			errs[i] = p.runSender(sendCtx, s, opts)
+		}()
+	}
+	if p.layers != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[len(errs)-1] = p.layers.run(sendCtx, p.connected, opts)
 		}()
 	}
 	go func() {
@@ -243,8 +281,27 @@ func (p *Publisher) runSender(ctx context.Context, s *trackSender, opts PublishO
 		return nil
 	}
 	sched := schedule{start: time.Now(), loop: opts.Loop || opts.Duration > 0}
+	switch {
+	case !opts.Timing.CaptureStart.IsZero():
+		sched.start, sched.from = opts.Timing.CaptureStart, time.Now()
+	case opts.Timing.StartBeforeConnect:
+		sched.start = p.created
+		hold := time.NewTimer(time.Until(p.created.Add(opts.Timing.BurstAfter)))
+		defer hold.Stop()
+		select {
+		case <-hold.C:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if opts.Timing.SenderReports == SRCapture {
+		go p.sendReports(ctx, s, opts.Timing)
+	}
 	if opts.Duration > 0 {
 		sched.until = sched.start.Add(opts.Duration)
+		if sched.from.After(sched.start) {
+			sched.until = sched.from.Add(opts.Duration)
+		}
 	}
 	return s.run(ctx, sched)
 }
@@ -272,9 +329,17 @@ func (p *Publisher) Connected() <-chan struct{} { return p.connected }
 func (p *Publisher) Stats() PublisherStats {
 	var st PublisherStats
 	for _, s := range p.senders {
-		if s.src.kind == "video" {
+		switch {
+		case s.rid != "":
+			if st.Layers == nil {
+				st.Layers = map[string]SendStats{}
+			}
+			l := s.counters.snapshot()
+			st.Layers[s.rid] = l
+			st.Video = st.Video.add(l)
+		case s.src.kind == "video":
 			st.Video = s.counters.snapshot()
-		} else {
+		default:
 			st.Audio = s.counters.snapshot()
 		}
 	}
@@ -291,7 +356,10 @@ func (p *Publisher) Close() error {
 		if err := p.http.delete(); err != nil {
 			errs = append(errs, fmt.Errorf("deleting WHIP session: %w", err))
 		}
-		if err := p.PC.Close(); err != nil {
+		if p.layers != nil {
+			p.layers.stopReading()
+		}
+		if err := closeSettled(p.PC); err != nil {
 			errs = append(errs, fmt.Errorf("closing publisher PeerConnection: %w", err))
 		}
 		p.closeErr = errors.Join(errs...)

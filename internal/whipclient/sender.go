@@ -30,6 +30,11 @@ type SendStats struct {
 	NACKedPackets uint64
 }
 
+func (a SendStats) add(b SendStats) SendStats {
+	return SendStats{Packets: a.Packets + b.Packets, Bytes: a.Bytes + b.Bytes, Frames: a.Frames + b.Frames,
+		PLIs: a.PLIs + b.PLIs, FIRs: a.FIRs + b.FIRs, NACKs: a.NACKs + b.NACKs, NACKedPackets: a.NACKedPackets + b.NACKedPackets}
+}
+
 // sendCounters is the atomic form of SendStats.
 type sendCounters struct {
 	packets, bytes, frames, plis, firs, nacks, nackedPackets atomic.Uint64
@@ -46,21 +51,34 @@ func (c *sendCounters) snapshot() SendStats {
 // trackSender paces the samples of one source onto one local track.
 type trackSender struct {
 	src        *mediaSource
+	rid        string        // simulcast layer, "" otherwise
+	onPLI      func()        // a simulcast layer's keyframe request (simulcast.go)
+	readDone   chan struct{} // closed when readRTCP returns
 	track      *webrtc.TrackLocalStaticRTP
 	rtpSender  *webrtc.RTPSender
 	packetizer rtp.Packetizer
 	onPacket   func(*rtp.Packet)
 	counters   sendCounters
+	// sendDelay sends each sample this much after its capture time.
+	sendDelay time.Duration
+	clock     captureClock
 }
 
-func newTrackSender(src *mediaSource, onPacket func(*rtp.Packet)) (*trackSender, error) {
-	track, err := webrtc.NewTrackLocalStaticRTP(src.codec.RTPCodecCapability, src.kind, "reel-whipclient")
+// newTrackSender makes the local track for src; rid names a simulcast
+// encoding ("" for none).
+func newTrackSender(src *mediaSource, onPacket func(*rtp.Packet), rid string) (*trackSender, error) {
+	var opts []func(*webrtc.TrackLocalStaticRTP)
+	if rid != "" {
+		opts = append(opts, webrtc.WithRTPStreamID(rid))
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(src.codec.RTPCodecCapability, src.kind, "reel-whipclient", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating %s track: %w", src.kind, err)
 	}
 	packetizer := rtp.NewPacketizer(rtpMTU, uint8(src.codec.PayloadType), randomSSRC(),
 		src.payloader, rtp.NewRandomSequencer(), src.codec.ClockRate)
-	return &trackSender{src: src, track: track, packetizer: packetizer, onPacket: onPacket}, nil
+	return &trackSender{src: src, rid: rid, track: track, packetizer: packetizer, onPacket: onPacket, readDone: make(chan struct{}),
+		clock: captureClock{rate: src.codec.ClockRate}}, nil
 }
 
 // schedule says when sending stops: at until (if set), or after one pass of
@@ -69,17 +87,53 @@ type schedule struct {
 	start time.Time
 	until time.Time
 	loop  bool
+	// from, if set, skips the samples captured before it (and, for
+	// video, up to the next keyframe): the capture clock ran before
+	// sending could begin.
+	from time.Time
 }
 
-// run sends samples in real time: sample i goes out at start plus the sum
-// of the durations before it, so timer jitter never accumulates. It returns
+// firstSample is the sample sending begins with, and its capture time:
+// the first captured at or after from (a keyframe, with keyframes), on a
+// clock where sample 0 is captured at start and the samples loop.
+func firstSample(samples []testmedia.Sample, start, from time.Time, keyframes bool) (int, time.Time) {
+	next := start
+	if !next.Before(from) || len(samples) == 0 {
+		return 0, next
+	}
+	var loop time.Duration
+	anyKey := false
+	for _, smp := range samples {
+		loop += smp.Duration
+		anyKey = anyKey || smp.Keyframe
+	}
+	if loop <= 0 {
+		return 0, next
+	}
+	keyframes = keyframes && anyKey
+	// Whole passes of the files at once; an hour late costs nothing.
+	next = next.Add(from.Sub(next) / loop * loop)
+	for i := 0; ; i = (i + 1) % len(samples) {
+		if !next.Before(from) && (!keyframes || samples[i].Keyframe) {
+			return i, next
+		}
+		next = next.Add(samples[i].Duration)
+	}
+}
+
+// run sends samples in real time: sample i is captured at start plus the
+// sum of the durations before it, so timer jitter never accumulates, and
+// goes out then (plus sendDelay; at once if that is past). It returns
 // nil when the schedule is over or ctx ends, and an error if a write fails.
 func (s *trackSender) run(ctx context.Context, sched schedule) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	samples := s.src.samples
-	next := sched.start
-	for i := 0; ; i++ {
+	first, next := 0, sched.start
+	if !sched.from.IsZero() {
+		first, next = firstSample(samples, sched.start, sched.from, s.src.kind == "video")
+	}
+	for i := first; ; i++ {
 		if i == len(samples) {
 			if !sched.loop {
 				return nil
@@ -89,10 +143,10 @@ func (s *trackSender) run(ctx context.Context, sched schedule) error {
 		if !sched.until.IsZero() && !next.Before(sched.until) {
 			return nil
 		}
-		if !sleepUntil(ctx, timer, next) {
+		if !sleepUntil(ctx, timer, next.Add(s.sendDelay)) {
 			return nil
 		}
-		if err := s.sendSample(samples[i]); err != nil {
+		if err := s.sendSample(samples[i], next); err != nil {
 			return err
 		}
 		next = next.Add(samples[i].Duration)
@@ -112,9 +166,13 @@ func sleepUntil(ctx context.Context, timer *time.Timer, t time.Time) bool {
 	return ctx.Err() == nil
 }
 
-func (s *trackSender) sendSample(sample testmedia.Sample) error {
+func (s *trackSender) sendSample(sample testmedia.Sample, captured time.Time) error {
 	ticks := uint32(sample.Duration * time.Duration(s.src.codec.ClockRate) / time.Second)
-	for _, pkt := range s.packetizer.Packetize(sample.Data, ticks) {
+	pkts := s.packetizer.Packetize(sample.Data, ticks)
+	if len(pkts) > 0 {
+		s.clock.captured(captured, pkts[0].Timestamp)
+	}
+	for _, pkt := range pkts {
 		if s.onPacket != nil {
 			s.onPacket(pkt)
 		}
@@ -132,8 +190,15 @@ func (s *trackSender) sendSample(sample testmedia.Sample) error {
 // the NACK responder to run) and counts PLI, FIR and NACK until the sender
 // is closed.
 func (s *trackSender) readRTCP() {
+	defer close(s.readDone)
 	for {
-		pkts, _, err := s.rtpSender.ReadRTCP()
+		var pkts []rtcp.Packet
+		var err error
+		if s.rid != "" {
+			pkts, _, err = s.rtpSender.ReadSimulcastRTCP(s.rid)
+		} else {
+			pkts, _, err = s.rtpSender.ReadRTCP()
+		}
 		if err != nil {
 			return
 		}
@@ -147,6 +212,9 @@ func (s *trackSender) countRTCP(pkt rtcp.Packet) {
 	switch p := pkt.(type) {
 	case *rtcp.PictureLossIndication:
 		s.counters.plis.Add(1)
+		if s.onPLI != nil {
+			s.onPLI()
+		}
 	case *rtcp.FullIntraRequest:
 		s.counters.firs.Add(1)
 	case *rtcp.TransportLayerNack:

@@ -70,7 +70,7 @@ func View(ctx context.Context, whepURL string, opts ViewOptions) (*Viewer, error
 		return nil, err
 	}
 	if err := v.negotiate(ctx); err != nil {
-		_ = v.PC.Close()
+		_ = closeSettled(v.PC)
 		_ = v.http.delete()
 		return nil, err
 	}
@@ -213,7 +213,7 @@ func (v *Viewer) Close() error {
 		if err := v.http.delete(); err != nil {
 			errs = append(errs, fmt.Errorf("deleting WHEP session: %w", err))
 		}
-		if err := v.PC.Close(); err != nil {
+		if err := closeSettled(v.PC); err != nil {
 			errs = append(errs, fmt.Errorf("closing viewer PeerConnection: %w", err))
 		}
 		v.markClosed()

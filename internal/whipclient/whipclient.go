@@ -94,6 +94,9 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// url is the URL that answered, after any redirect (RFC 9725 §4.5: a
+	// WHIP client follows a 307 from one node to another).
+	url *url.URL
 }
 
 func (s *session) do(ctx context.Context, method, target, contentType string, body []byte, header http.Header) (*response, error) {
@@ -119,11 +122,13 @@ func (s *session) do(ctx context.Context, method, target, contentType string, bo
 	if err != nil {
 		return nil, fmt.Errorf("reading %s %s response: %w", method, target, err)
 	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
+	return &response{status: resp.StatusCode, header: resp.Header, body: data, url: resp.Request.URL}, nil
 }
 
 // offer POSTs an SDP offer and returns the answer SDP and ETag; it records
-// the resource Location, resolved against the endpoint URL.
+// the resource Location, resolved against the URL that answered (the
+// endpoint's, or where a 307 sent the offer: net/http follows it with the
+// same body).
 func (s *session) offer(ctx context.Context, sdp string) (answer, etag string, err error) {
 	resp, err := s.do(ctx, http.MethodPost, s.endpoint.String(), contentTypeSDP, []byte(sdp), nil)
 	if err != nil {
@@ -136,7 +141,8 @@ func (s *session) offer(ctx context.Context, sdp string) (answer, etag string, e
 	if loc == "" {
 		return "", "", fmt.Errorf("POST %s: 201 without Location header", s.endpoint)
 	}
-	locURL, err := s.endpoint.Parse(loc)
+	// Relative to the endpoint that answered, after any redirect.
+	locURL, err := resp.url.Parse(loc)
 	if err != nil {
 		return "", "", fmt.Errorf("POST %s: parsing Location %q: %w", s.endpoint, loc, err)
 	}
@@ -191,4 +197,23 @@ func waitGathering(ctx context.Context, gathered <-chan struct{}) error {
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for ICE gathering: %w", ctx.Err())
 	}
+}
+
+// settleWait bounds how long closeSettled waits for a connection attempt.
+const settleWait = 3 * time.Second
+
+// closeSettled closes pc once a connection attempt in flight has ended
+// (connected or failed; settleWait at most). pion v3.3.6's
+// ICETransport.Stop reads the transport's mux without its lock while
+// Start, returning from a Dial that just succeeded, sets it (fixed in
+// pion v4, webrtc#2940): a client closed just as ICE connects made the
+// race detector fail whichever test closed it. While the connection is
+// "connecting", ICE or DTLS is still starting; Start has returned once it
+// is connected, and fails or is cancelled otherwise.
+func closeSettled(pc *webrtc.PeerConnection) error {
+	deadline := time.Now().Add(settleWait)
+	for pc.ConnectionState() == webrtc.PeerConnectionStateConnecting && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return pc.Close()
 }

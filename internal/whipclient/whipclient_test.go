@@ -249,9 +249,11 @@ func TestRestartICE(t *testing.T) {
 	}
 	after := srv.videoPackets.Load()
 	waitFor(ctx, t, "media after restart", func() bool { return srv.videoPackets.Load() > after+20 })
-	if pub.PC.ConnectionState() != webrtc.PeerConnectionStateConnected {
-		t.Errorf("connection state %s after restart", pub.PC.ConnectionState())
-	}
+	// Media can flow on the new pair before pion reports the state (it
+	// passes through "connecting" when the restart begins): wait for it.
+	waitFor(ctx, t, "connected after restart", func() bool {
+		return pub.PC.ConnectionState() == webrtc.PeerConnectionStateConnected
+	})
 }
 
 func TestPublishErrors(t *testing.T) {
@@ -317,5 +319,34 @@ func TestH265KeyPayload(t *testing.T) {
 		if got := isH265KeyPayload(tc.payload); got != tc.want {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestFirstSampleOnTheWallClock(t *testing.T) {
+	ms := time.Millisecond
+	// 4 frames of 100 ms, a keyframe every second frame: a 400 ms loop.
+	samples := []testmedia.Sample{{Duration: 100 * ms, Keyframe: true}, {Duration: 100 * ms}, {Duration: 100 * ms, Keyframe: true}, {Duration: 100 * ms}}
+	start := time.Unix(1000, 0)
+	for _, c := range []struct {
+		from      time.Duration
+		keyframes bool
+		want      int
+		at        time.Duration
+	}{
+		{-time.Second, true, 0, 0},    // capture starts later: from sample 0
+		{0, true, 0, 0},               // exactly on time
+		{50 * ms, false, 1, 100 * ms}, // audio: the next sample
+		{50 * ms, true, 2, 200 * ms},  // video: the next keyframe
+		{250 * ms, true, 0, 400 * ms}, // ...which may be in the next pass
+		{3*time.Hour + 150*ms, false, 2, 3*time.Hour + 200*ms},
+		{3*time.Hour + 201*ms, true, 0, 3*time.Hour + 400*ms},
+	} {
+		i, at := firstSample(samples, start, start.Add(c.from), c.keyframes)
+		if i != c.want || at.Sub(start) != c.at {
+			t.Errorf("from %v (keyframes %v): sample %d at %v, want %d at %v", c.from, c.keyframes, i, at.Sub(start), c.want, c.at)
+		}
+	}
+	if i, _ := firstSample(samples[1:2], start, start.Add(time.Second), true); i != 0 {
+		t.Errorf("without keyframes: sample %d", i)
 	}
 }

@@ -1,0 +1,77 @@
+package live
+
+import (
+	"testing"
+	"time"
+)
+
+// A gateway seconds behind its input (its CPU saturated while a crowd of
+// publishers joins) reads packets, and maybe their Sender Reports, up to
+// 7.6 s late, then catches up in a burst, three times; in the first, its
+// input buffer overflowed and 5.8 s of media never came. That is backlog
+// and loss, not a new clock: frames stay placed by their capture (within
+// the delay estimate's slew while the backlog lasts), and nothing is left
+// shifted once it has drained. Taken for discontinuities, each episode
+// moved the track by seconds, and recordings came out three times longer
+// than the publish.
+func TestClockRidesOutABacklog(t *testing.T) {
+	// backlog(c): how late the gateway reads what was captured at c.
+	backlog := func(c time.Duration) time.Duration {
+		p := c % (20 * time.Second)
+		switch {
+		case c < 5*time.Second || p < 4*time.Second:
+			return 0
+		case p < 12*time.Second: // grows to 7.6 s
+			return (p - 4*time.Second) * 95 / 100
+		case p < 12*time.Second+7600*time.Millisecond: // read in one burst
+			return 7600*time.Millisecond - (p - 12*time.Second)
+		}
+		return 0
+	}
+	for _, reports := range []string{"late as the packets", "on time", "none"} {
+		s := newClockSim()
+		var first time.Time
+		var firstC time.Duration
+		var worst, last time.Duration
+		nextV, nextA, nextSR := time.Duration(0), time.Duration(0), 500*time.Millisecond
+		lost := func(c time.Duration) bool { return c >= 12500*time.Millisecond && c < 18300*time.Millisecond }
+		for c := time.Duration(0); c < 60*time.Second; c += time.Millisecond {
+			d := 20*time.Millisecond + backlog(c)
+			if lost(c) {
+				nextV, nextA = max(nextV, c+time.Millisecond), max(nextA, c+time.Millisecond)
+			}
+			if c >= nextV {
+				s.packet(s.v, nextV, d)
+				// Placed as the recorder places it, when it comes.
+				tv, ok := s.c.Time(s.v, s.rtp(s.v, nextV))
+				if ok && c > 5*time.Second {
+					if first.IsZero() {
+						first, firstC = tv, nextV
+					}
+					last = tv.Sub(first) - (nextV - firstC)
+					worst = max(worst, last, -last)
+				}
+				nextV += 33 * time.Millisecond
+			}
+			if c >= nextA {
+				s.packet(s.a, nextA, d)
+				nextA += 20 * time.Millisecond
+			}
+			if c >= nextSR && reports != "none" {
+				sd := d
+				if reports == "on time" {
+					sd = 20 * time.Millisecond
+				}
+				s.report(s.v, c, sd, 0)
+				s.report(s.a, c, sd, 0)
+				nextSR += time.Second
+			}
+		}
+		if worst > 200*time.Millisecond || last < -20*time.Millisecond || last > 20*time.Millisecond {
+			t.Errorf("reports %s: video placed up to %v from its capture, %v at the end", reports, worst, last)
+		}
+		if k := s.skew(59 * time.Second); reports != "none" && (k < -5*time.Millisecond || k > 5*time.Millisecond) {
+			t.Errorf("reports %s: audio %v from video after the backlog", reports, k)
+		}
+	}
+}
