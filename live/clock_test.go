@@ -368,3 +368,40 @@ func TestClockLateTrackWithoutReports(t *testing.T) {
 		t.Errorf("settled %v, mode %q; want settled by arrival", s.c.Settled(), s.c.Mode())
 	}
 }
+
+// Once the clock has settled, a packet quicker than any before (the path's
+// delay fell, or a slow start is over) lowers the delay estimate; the
+// tracks' times ease down to it and never step back. A step back of 20 ms
+// put two Opus frames of a recording on one instant, and ffmpeg refused
+// the file ("non monotonically increasing dts").
+func TestClockEasesDownWithoutAStepBack(t *testing.T) {
+	for _, sr := range []time.Duration{time.Second, 0} {
+		s := newClockSim()
+		s.run(0, 6*time.Second, 60*time.Millisecond, 60*time.Millisecond, sr, nil)
+		if !s.c.Settled() {
+			t.Fatal("not settled")
+		}
+		prev, _ := s.c.Time(s.a, s.rtp(s.a, 6*time.Second-20*time.Millisecond))
+		minStep := time.Hour
+		for c := 6 * time.Second; c < 12*time.Second; c += 20 * time.Millisecond {
+			s.packet(s.a, c, 10*time.Millisecond) // 50 ms quicker from here on
+			s.packet(s.v, c, 10*time.Millisecond)
+			if sr > 0 && c%sr == 0 {
+				s.report(s.a, c, 10*time.Millisecond, 0)
+				s.report(s.v, c, 10*time.Millisecond, 0)
+			}
+			at, _ := s.c.Time(s.a, s.rtp(s.a, c))
+			minStep = min(minStep, at.Sub(prev))
+			prev = at
+		}
+		if minStep < 19*time.Millisecond {
+			t.Errorf("reports every %v: consecutive 20 ms audio frames placed %v apart", sr, minStep)
+		}
+		// Eased at slewRate, the 50 ms are gone 2.5 s later.
+		at, _ := s.c.Time(s.a, s.rtp(s.a, 11*time.Second))
+		if d := at.Sub(s.gw.Add(11 * time.Second)); d < 9*time.Millisecond || d > 12*time.Millisecond {
+			t.Errorf("reports every %v: audio placed %v after capture once eased, want the new least delay (10 ms)", sr, d)
+		}
+		within(t, "after the delay fell", s.skew(11*time.Second), 2*time.Millisecond)
+	}
+}
