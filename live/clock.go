@@ -236,9 +236,7 @@ func (c *Clock) observe(t *Track, rtp uint32, arrival time.Time) {
 	if paused || (tc.arr.valid && impossibleDelay(x, tc.arr.est)) {
 		tc.arr = minEstimator{}
 	}
-	if drop := tc.arr.add(x, arrival); drop > 0 && c.released(tc) && !c.bySR(tc) {
-		tc.ease(drop, c.now)
-	}
+	tc.arr.add(x, arrival)
 	if tc.hasSR {
 		d := at - tc.ntpOf(tc.lastExt)
 		if c.delay.valid && impossibleDelay(d, c.delay.est) {
@@ -246,12 +244,8 @@ func (c *Clock) observe(t *Track, rtp uint32, arrival time.Time) {
 			// the next one, placing the track by arrival until then.
 			tc.hasSR, tc.sro = false, minEstimator{}
 			c.logf(slog.LevelWarn, "a track's RTP timestamps jumped; placing it by arrival until its next Sender Report", tc)
-		} else if drop := c.delay.add(d, arrival); drop > 0 && c.settled {
-			for _, other := range c.tracks {
-				if c.bySR(other) && c.released(other) {
-					other.ease(drop, c.now)
-				}
-			}
+		} else {
+			c.delay.add(d, arrival)
 		}
 	}
 	if !c.settled {
@@ -426,9 +420,7 @@ func (c *Clock) senderReport(t *Track, ntp time.Time, rtp uint32, arrival time.T
 	if restart {
 		tc.sro = minEstimator{} // the RTP timestamps restarted
 	}
-	if drop := tc.sro.add(o, arrival); drop > 0 && c.released(tc) && c.bySR(tc) {
-		tc.ease(drop, c.now)
-	}
+	tc.sro.add(o, arrival)
 	tc.hasSR, tc.ntpShift = true, shift
 	if !c.delay.valid {
 		// The first report of the stream: estimate the delay from this
@@ -500,22 +492,10 @@ func (c *Clock) Latest(t *Track) (rtp uint32, at, arrival time.Time, ok bool) {
 	return tc.lastRTP, at, tc.lastAt, ok
 }
 
-// released reports whether outputs may have placed frames of tc already:
-// the clock has settled, and tc does not wait for its first report.
-func (c *Clock) released(tc *trackClock) bool {
-	return c.settled && !c.waiting(tc)
-}
-
-// bySR reports whether tc is placed by its Sender Reports (and the
-// stream's delay), not by its own arrival times.
-func (c *Clock) bySR(tc *trackClock) bool {
-	return tc.hasSR && c.delay.valid && (!c.settled || !tc.arrival)
-}
-
 func (c *Clock) timeLocked(tc *trackClock, ext int64) (time.Time, bool) {
 	var ns int64
 	switch {
-	case c.bySR(tc):
+	case tc.hasSR && c.delay.valid && (!c.settled || !tc.arrival):
 		ns = tc.ntpOf(ext) + c.delay.est
 	case tc.arr.valid:
 		ns = tc.rtpNS(ext) + tc.arr.est
@@ -523,34 +503,17 @@ func (c *Clock) timeLocked(tc *trackClock, ext int64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if tc.corr != 0 {
-		tc.fade(c.now)
+		fade := int64(float64(c.now.Sub(tc.corrAt)) * float64(slewRate) / float64(time.Second))
+		switch {
+		case tc.corr > 0:
+			tc.corr = max(tc.corr-fade, 0)
+		default:
+			tc.corr = min(tc.corr+fade, 0)
+		}
+		tc.corrAt = c.now
 		ns += tc.corr
 	}
 	return time.Unix(0, ns), true
-}
-
-// fade moves tc's correction toward 0 by slewRate for the time since it
-// last did.
-func (tc *trackClock) fade(now time.Time) {
-	step := int64(float64(now.Sub(tc.corrAt)) * float64(slewRate) / float64(time.Second))
-	switch {
-	case tc.corr > 0:
-		tc.corr = max(tc.corr-step, 0)
-	case tc.corr < 0:
-		tc.corr = min(tc.corr+step, 0)
-	}
-	tc.corrAt = now
-}
-
-// ease absorbs a drop of the least delay behind tc's mapping (a packet
-// or report that came quicker than any in the window) into its
-// correction, which fades at slewRate: once the clock has settled, a
-// track's times never step back. A step back of one frame's duration
-// would place two audio frames on one instant, and players' decoders
-// take that for a broken stream.
-func (tc *trackClock) ease(drop int64, now time.Time) {
-	tc.fade(now)
-	tc.corr += drop
 }
 
 // Settled reports whether the clock has stopped waiting for Sender
@@ -603,9 +566,7 @@ type minEstimator struct {
 	bucketAt [10]int64 // the second (Unix) each bucket holds
 }
 
-// add takes one value seen at at and returns how far the estimate dropped
-// (0 if it did not, or if it was not valid before).
-func (m *minEstimator) add(x int64, at time.Time) (drop int64) {
+func (m *minEstimator) add(x int64, at time.Time) {
 	sec := at.Unix()
 	i := int(sec % int64(len(m.bucket)))
 	if m.bucketAt[i] != sec || !m.valid {
@@ -619,14 +580,10 @@ func (m *minEstimator) add(x int64, at time.Time) (drop int64) {
 		m.bucket[i] = x
 	}
 	if !m.valid || x < m.est {
-		if m.valid {
-			drop = m.est - x
-		}
 		m.valid, m.est, m.estAt = true, x, at
-		return drop
+		return
 	}
 	m.rise(at)
-	return 0
 }
 
 // rise moves the estimate toward the window's least, up by slewRate per
