@@ -1,12 +1,14 @@
 // Package access is the gateway's policy on who may do what, the same for
 // every protocol: a Request (an action on a stream, the credentials sent,
 // the client's address) is checked against static, per-stream and JWT
-// tokens, and admitted against the session and request-rate limits.
-// WHIP, WHEP, RTSP, HLS and the API all ask a Gate the same way.
+// tokens, and admitted against the session and request-rate limits and
+// the gateway's own load. WHIP, WHEP, RTSP, HLS and the API all ask a
+// Gate the same way.
 //
 // Files: access.go the Gate and its errors, tokens.go static tokens,
-// jwt.go signed tokens, admission.go the limits, clientip.go the one way
-// a client's address is read.
+// jwt.go signed tokens, admission.go the limits, overload.go the
+// scheduling lag that refuses new sessions when the CPUs are saturated,
+// clientip.go the one way a client's address is read.
 package access
 
 import (
@@ -148,8 +150,22 @@ func (g *Gate) Authorize(r Request) error {
 // Limits returns the limits the Gate enforces.
 func (g *Gate) Limits() Limits { return g.adm.cfg }
 
-// Rejections counts refused requests by limit, for /metrics.
-func (g *Gate) Rejections() prometheus.Collector { return g.adm.rejected }
+// Collectors are the gate's metrics: refusals by limit, and the
+// scheduling lag when Limits.MaxSchedLag is set.
+func (g *Gate) Collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{g.adm.rejected}
+	if g.adm.lag != nil {
+		cs = append(cs, g.adm.lag.collector())
+	}
+	return cs
+}
+
+// Close stops measuring the scheduling lag. Safe to call twice.
+func (g *Gate) Close() {
+	if g.adm.lag != nil {
+		g.adm.lag.close()
+	}
+}
 
 // CountRejection counts a refusal decided outside the Gate (a body over
 // Limits.MaxBodyBytes, say) under limit.

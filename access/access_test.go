@@ -9,8 +9,6 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 func newGate(t *testing.T, cfg Config, lim Limits) *Gate {
@@ -19,12 +17,13 @@ func newGate(t *testing.T, cfg Config, lim Limits) *Gate {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(g.Close)
 	return g
 }
 
 func rejections(g *Gate, limit string) float64 {
 	var m dto.Metric
-	if err := g.Rejections().(*prometheus.CounterVec).WithLabelValues(limit).Write(&m); err != nil {
+	if err := g.adm.rejected.WithLabelValues(limit).Write(&m); err != nil {
 		return -1
 	}
 	return m.GetCounter().GetValue()

@@ -44,14 +44,25 @@ type Limits struct {
 	// requests with a credential are refused (429, RTSP 503) until then.
 	AuthFailures      int
 	AuthFailureRefill time.Duration
+	// MaxSchedLag refuses new sessions (503) while the gateway's
+	// goroutines wait longer than this for a CPU (the 99th percentile
+	// over 2 s): saturated, it would lose media of the sessions it has.
+	MaxSchedLag time.Duration
 }
 
 // DefaultLimits are generous for one gateway and still stop a flood.
 func DefaultLimits() Limits {
 	return Limits{MaxBodyBytes: 64 << 10, Publishers: 100, ViewersPerStream: 500, Viewers: 2000,
 		SessionsPerIP: 50, PendingPerIP: 4, PendingPublishers: DefaultPendingPublishers(100),
-		RequestRate: 10, RequestBurst: 40, AuthFailures: 10, AuthFailureRefill: 6 * time.Second}
+		RequestRate: 10, RequestBurst: 40, AuthFailures: 10, AuthFailureRefill: 6 * time.Second,
+		MaxSchedLag: DefaultMaxSchedLag}
 }
+
+// DefaultMaxSchedLag is the scheduling lag past which new sessions are
+// refused: an idle gateway's 99th percentile is well under a
+// millisecond, a busy one's a few ms; at 100 ms its sockets' buffers
+// start to overflow (docs/BENCHMARKS.md, "Meetings").
+const DefaultMaxSchedLag = 100 * time.Millisecond
 
 // DefaultPendingPublishers is the default cap on unconnected publishers
 // for a Publishers limit: a tenth of it, at least 10 (0, no limit, when
@@ -89,6 +100,8 @@ type admission struct {
 	pendingPubs  int
 	viewers      int
 	perStream    map[string]int
+
+	lag *schedLag // nil without Limits.MaxSchedLag
 }
 
 func newAdmission(cfg Limits, log *slog.Logger) *admission {
@@ -96,13 +109,18 @@ func newAdmission(cfg Limits, log *slog.Logger) *admission {
 	if cfg.AuthFailureRefill > 0 {
 		refill = rate.Every(cfg.AuthFailureRefill)
 	}
-	return &admission{cfg: cfg, log: log, perIP: map[string]int{}, pendingPerIP: map[string]int{}, perStream: map[string]int{},
+	a := &admission{cfg: cfg, log: log, perIP: map[string]int{}, pendingPerIP: map[string]int{}, perStream: map[string]int{},
 		rates:    newBuckets(rate.Limit(cfg.RequestRate), max(cfg.RequestBurst, 1)),
 		failures: newBuckets(refill, max(cfg.AuthFailures, 1)),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reel_limit_rejections_total",
 			Help: "Requests refused because a limit was reached, by limit.",
 		}, []string{"limit"})}
+	if cfg.MaxSchedLag > 0 {
+		a.lag = newSchedLag()
+		go a.lag.run()
+	}
+	return a
 }
 
 // refuse counts and logs a refusal and returns it.
@@ -252,6 +270,13 @@ func (a *admission) admit(r Request, pending bool) (*Slot, error) {
 			Detail: fmt.Sprintf("your address already has %d sessions open, the most allowed; end one first", n)})
 	}
 	pending = pending && publish // viewers are not held to the pending limits
+	if a.lag != nil {
+		if lag := a.lag.get(); lag > a.cfg.MaxSchedLag {
+			return nil, a.refuse(r, &LimitError{Limit: "overloaded", Retry: retryCapacity,
+				Detail: fmt.Sprintf("the gateway is overloaded: its work waits up to %v for a CPU (limit %v), and a new session would cost its live ones media; try again later",
+					lag.Round(time.Millisecond), a.cfg.MaxSchedLag)})
+		}
+	}
 	if n := a.cfg.PendingPerIP; pending && n > 0 && a.pendingPerIP[r.Addr] >= n {
 		return nil, a.refuse(r, &LimitError{Limit: "pending_per_ip", Retry: retryPending, PerClient: true,
 			Detail: fmt.Sprintf("your address already has %d sessions that have not connected, the most allowed; connect them (ICE and DTLS) or end them first", n)})

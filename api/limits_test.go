@@ -92,7 +92,7 @@ func newLimitedEchoAuth(t *testing.T, auth access.Config, cfg access.Limits, pub
 // rejections is how many refusals the gate counted under limit.
 func (le *limitedEcho) rejections(limit string) float64 {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(le.gate.Rejections())
+	reg.MustRegister(le.gate.Collectors()...)
 	mfs, _ := reg.Gather()
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {

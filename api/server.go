@@ -181,7 +181,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(newHubCollector(deps.Hub), newViewersCollector(deps.Hub, deps.Outputs),
 		newSessionsCollector(map[string]SessionCounter{"whip": deps.WHIP, "whep": deps.WHEP}))
-	for _, c := range append(deps.Metrics, s.gate.Rejections()) {
+	for _, c := range append(deps.Metrics, s.gate.Collectors()...) {
 		reg.MustRegister(c)
 	}
 	// With auth on, metrics need a read token unless metrics.public.

@@ -262,11 +262,12 @@ func (g *gateway) buildAccess() error {
 		ViewersPerStream: l.ViewersPerStream, Viewers: l.Viewers, SessionsPerIP: l.SessionsPerIP,
 		PendingPerIP: l.PendingPerIP, PendingPublishers: pending,
 		RequestRate: l.RequestRate, RequestBurst: l.RequestBurst,
-		AuthFailures: l.AuthFailures, AuthFailureRefill: l.AuthFailureRefill}, g.log)
+		AuthFailures: l.AuthFailures, AuthFailureRefill: l.AuthFailureRefill, MaxSchedLag: l.MaxSchedLag}, g.log)
 	if err != nil {
 		return err
 	}
 	g.gate = gate
+	g.onClose("access", gate.Close)
 	return nil
 }
 
