@@ -422,9 +422,16 @@ func (c *Clock) senderReport(t *Track, ntp time.Time, rtp uint32, arrival time.T
 	}
 	tc.sro.add(o, arrival)
 	tc.hasSR, tc.ntpShift = true, shift
-	if !c.delay.valid {
-		// The first report of the stream: estimate the delay from this
-		// track's packets so far, by the arrival estimate.
+	if first && tc.arr.valid && (!c.delay.valid || !c.settled) {
+		// A track's first report while the clock settles: its packets so
+		// far go into the stream's delay, by their least delay mapped
+		// through the report, as if it had come with the first of them.
+		// Taken from the first reporting track alone, the estimate fell
+		// as soon as the next track's quicker packets came, after the
+		// clock had settled: every track stepped back that much (a
+		// track's packets can be 100 ms quicker than another's), two
+		// frames of a recording fell on one instant and an RTSP reader's
+		// timestamps went back.
 		c.delay.add(tc.arr.est+tc.rtpNS(ext)-tc.ntpOf(ext), arrival)
 	}
 	if first && c.settled {

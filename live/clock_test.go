@@ -368,3 +368,37 @@ func TestClockLateTrackWithoutReports(t *testing.T) {
 		t.Errorf("settled %v, mode %q; want settled by arrival", s.c.Settled(), s.c.Mode())
 	}
 }
+
+// Video comes 100 ms slower than audio (a pacer, a path). The first
+// report is video's; had the stream's delay been estimated from video's
+// packets alone, audio's quicker packets would lower it right after the
+// clock settled, and every track would step back 100 ms: two frames of a
+// recording on one instant, an RTSP reader's timestamps going back.
+// Every track's packets before its first report count.
+func TestClockSettlesOnEveryTracksDelay(t *testing.T) {
+	s := newClockSim()
+	var prev time.Time
+	for c := time.Duration(0); c < 5*time.Second; c += 20 * time.Millisecond {
+		if c%(40*time.Millisecond) == 0 {
+			s.packet(s.v, c, 110*time.Millisecond)
+		}
+		s.packet(s.a, c, 10*time.Millisecond)
+		if c == 500*time.Millisecond {
+			s.report(s.v, c, 110*time.Millisecond, 0)
+			s.report(s.a, c, 10*time.Millisecond, 0)
+			if !s.c.Settled() {
+				t.Fatal("not settled once every track had its report")
+			}
+		}
+		if !s.c.Settled() {
+			continue
+		}
+		// Placed as an output places it, when it comes.
+		at, _ := s.c.Time(s.a, s.rtp(s.a, c))
+		if !prev.IsZero() && at.Sub(prev) < 19*time.Millisecond {
+			t.Fatalf("audio captured at %v placed %v after the frame before it, want 20 ms", c, at.Sub(prev))
+		}
+		prev = at
+	}
+	within(t, "video 100 ms slower", s.skew(4*time.Second), 2*time.Millisecond)
+}

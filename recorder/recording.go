@@ -95,9 +95,13 @@ type trackState struct {
 	// back next to its previous frame.
 	timed     bool
 	lastMS    int64
-	lastRTP   uint32
 	jumpMS    int64
 	nominalMS int64
+	// The latest frame placed in RTP order (floorMS): its place and
+	// timestamp.
+	anchored  bool
+	anchorMS  int64
+	anchorRTP uint32
 
 	// lostNoted is the loss count last reported to Config.OnEvent, at
 	// lostAt.
@@ -461,8 +465,12 @@ func (rc *recording) place(ts *trackState, f *frame, at time.Time) error {
 	if ms < 0 {
 		return nil // before the first picture
 	}
-	ms = max(ms, ts.floorMS(f.rtpTS), ts.lastMS+1)
-	ts.lastMS, ts.lastRTP = ms, f.rtpTS
+	floor, inOrder := ts.floorMS(f.rtpTS)
+	ms = max(ms, floor, ts.lastMS+1)
+	ts.lastMS = ms
+	if inOrder {
+		ts.anchored, ts.anchorMS, ts.anchorRTP = true, ms, f.rtpTS
+	}
 	for _, q := range rc.il.push(queuedFrame{track: ts.index, keyframe: f.keyframe, ts: ms, data: f.data, queued: rc.now}, rc.now) {
 		if err := rc.write(q); err != nil {
 			return err
@@ -472,28 +480,34 @@ func (rc *recording) place(ts *trackState, f *frame, at time.Time) error {
 }
 
 // floorMS is the earliest a frame with RTP timestamp rtp may be placed:
-// most of its distance from the track's previous frame by their RTP
-// timestamps. The stream's clock steps back when its delay estimate
-// drops (a packet came quicker than any before); placed by it, two 20 ms
-// Opus frames fell on one instant and decoders took the file for broken
-// ("non monotonically increasing dts"). Held to nine tenths of their
-// distance, frames absorb the step at a tenth of real time (100 ms in a
-// second, the same for every track of the stream) and never overlap.
-func (ts *trackState) floorMS(rtp uint32) int64 {
-	if ts.lastMS < 0 {
-		return 0
+// most of its distance from the track's latest frame in RTP order, by
+// their RTP timestamps. The stream's clock steps back when its delay
+// estimate drops (a packet came quicker than any before); placed by it,
+// two 20 ms Opus frames fell on one instant and decoders took the file
+// for broken ("non monotonically increasing dts"). Held to nine tenths of
+// their distance, frames absorb the step at a tenth of real time (100 ms
+// in a second, the same for every track of the stream) and never
+// overlap. inOrder is false for a frame older than that latest one (a
+// publisher that sent it late): it is placed just after the frame before
+// it, as ever, and the floor stays with the frames in order.
+func (ts *trackState) floorMS(rtp uint32) (floor int64, inOrder bool) {
+	if !ts.anchored {
+		return 0, true
 	}
 	rate := int64(ts.track.ClockRate)
 	if rate <= 0 {
 		rate = int64(ts.track.Codec.ClockRate())
 	}
-	d := int64(int32(rtp - ts.lastRTP))
-	if rate <= 0 || d <= 0 || d > rate {
-		// No distance to keep; or frames a second or more apart (a gap,
-		// or a jump that jumpMS handles), which cannot overlap.
-		return 0
+	d := int64(int32(rtp - ts.anchorRTP))
+	switch {
+	case rate <= 0 || d > rate || d < -rate:
+		// Frames a second or more apart (a gap, or a jump that jumpMS
+		// handles) cannot overlap.
+		return 0, true
+	case d <= 0:
+		return 0, false
 	}
-	return ts.lastMS + d*900/rate
+	return ts.anchorMS + d*900/rate, true
 }
 
 // errStopped ends a recording that the disk guard stopped between segments.
