@@ -10,7 +10,9 @@ import (
 // A simulcast stream is served at its top layer on the plain path and at
 // each layer with ?layer= (a rank name or a rid); ffprobe sees each
 // layer's size and ffmpeg decodes it, over TCP and UDP. A layer the
-// stream does not have is 404.
+// stream does not have is 404. The fixture answers the keyframe request
+// of each PLAY as an encoder does: a reader that started mid-GOP would
+// decode pictures whose references it never got, and ffmpeg logs each.
 func TestSimulcastLayers(t *testing.T) {
 	needTool(t, "ffprobe")
 	needTool(t, "ffmpeg")
@@ -21,7 +23,7 @@ func TestSimulcastLayers(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			hub := live.NewHub(live.Reject)
-			publish(t, hub, "sim", hubtest.Source{Video: c.codec, Audio: true, Loop: true, Simulcast: true})
+			publish(t, hub, "sim", hubtest.Source{Video: c.codec, Audio: true, Loop: true, Simulcast: true, KeyframeOnRequest: true})
 			s := startServer(t, hub, true)
 			for path, want := range map[string][2]int{
 				"sim": {640, 360}, "sim?layer=low": {160, 90}, "sim?layer=mid": {320, 180}, "sim?layer=q": {160, 90},

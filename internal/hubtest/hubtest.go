@@ -36,6 +36,11 @@ type Source struct {
 	// (160x90), "h" (320x180) and "f" (640x360), from the fixtures made
 	// for it (same frames and GOP); VideoFile is then unused.
 	Simulcast bool
+	// KeyframeOnRequest answers a keyframe request as an encoder does:
+	// the video (every layer, or the layer asked for) goes on from its
+	// file's first frame, a keyframe, at the next frame. Without it the
+	// files play on and requests are only counted.
+	KeyframeOnRequest bool
 }
 
 // simulcastFiles are the layer fixtures, lowest first.
@@ -70,6 +75,10 @@ type trackMedia struct {
 	// lastSR is when the track last sent an RTCP Sender Report: like a
 	// WebRTC encoder it sends one with its first packet, then every second.
 	lastSR time.Time
+	// next is the sample sent at the next event, and restart a keyframe
+	// request that sets it back to 0 (Source.KeyframeOnRequest).
+	next    int
+	restart atomic.Bool
 }
 
 // Publish makes name live on hub and sends src in the background.
@@ -119,15 +128,26 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 		tracks = append(tracks, t)
 	}
 	p := &Publisher{done: make(chan struct{})}
+	restart := func(t *live.Track) {
+		for _, m := range media {
+			if src.KeyframeOnRequest && m.track.Kind == live.Video && (t == nil || m.track == t) {
+				m.restart.Store(true)
+			}
+		}
+	}
 	s, err := hub.Publish(name, live.PublishSpec{
 		Session: "hubtest-" + name, Protocol: "test", Tracks: tracks,
-		RequestKeyframe: func() { p.KeyframeRequests.Add(1) },
+		RequestKeyframe: func() {
+			p.KeyframeRequests.Add(1)
+			restart(nil)
+		},
 		RequestLayerKeyframe: func(l *live.Track) {
 			for i, x := range l.Parent().Layers() {
 				if x == l {
 					p.LayerKeyframeRequests[i].Add(1)
 				}
 			}
+			restart(l)
 		},
 	})
 	if err != nil {
@@ -209,8 +229,17 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 				case <-time.After(wait):
 				}
 			}
-			samples := uint32(ev.s.Duration.Seconds() * float64(ev.m.track.ClockRate))
-			pkts := ev.m.pkt.Packetize(ev.s.Data, samples)
+			// The timeline is the files'; the sample sent at each of its
+			// points is the next one, or the first after a keyframe
+			// request (all of a file's frames last the same).
+			m := ev.m
+			if m.restart.Swap(false) || m.next >= len(m.samples) {
+				m.next = 0
+			}
+			sample := m.samples[m.next]
+			m.next++
+			samples := uint32(sample.Duration.Seconds() * float64(ev.m.track.ClockRate))
+			pkts := ev.m.pkt.Packetize(sample.Data, samples)
 			for _, pkt := range pkts {
 				n, err := pkt.MarshalTo(buf)
 				if err != nil {
