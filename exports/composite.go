@@ -170,8 +170,16 @@ func mixAudio(p *plan, g *graph, label string, stems map[string]string) {
 			g.chain("anullsrc=r=48000:cl=stereo,atrim=end=%s[%s]", dur, out)
 			return
 		}
-		g.chain("[%s]amix=inputs=%d:duration=longest:dropout_transition=0:normalize=0,apad=whole_dur=%s,atrim=end=%s[%s]",
-			strings.Join(ins, "]["), len(ins), dur, dur, out)
+		// A bed of silence exactly as long as the export is mixed in, so
+		// the sum lasts that long however early its tracks end. Padded
+		// with apad after amix instead, the stem of a participant who
+		// left before the end sometimes stopped at their last audio
+		// (0.5 s short, in two CI runs of three on a busy machine; not
+		// reproduced alone).
+		bed := "bed" + out
+		g.chain("anullsrc=r=48000:cl=stereo,atrim=end=%s[%s]", dur, bed)
+		g.chain("[%s][%s]amix=inputs=%d:duration=longest:dropout_transition=0:normalize=0,atrim=end=%s[%s]",
+			strings.Join(ins, "]["), bed, len(ins)+1, dur, out)
 	}
 	sum(mix, label)
 	for _, name := range p.participants {
