@@ -27,10 +27,17 @@ import (
 func TestLipSyncEndToEnd(t *testing.T) {
 	mediacheck.Require(t)
 	g := startGateway(t, nil)
+	// Reports every 2 s, the first 1 s after the connection (RFC 3550's
+	// first interval is 1.25 to 3.75 s; libwebrtc's audio sends its first
+	// after ~2.5 s): the readers below have started by then. A reader
+	// that starts after the stream's clock has settled gets its first
+	// report from gortsplib, up to 10 s later, and ffmpeg lines the
+	// tracks up by their first packets until then (a known limitation;
+	// a report at PLAY makes ffmpeg move tracks it had started).
 	modes := map[string]whipclient.Timing{
-		"obs":       {SenderReports: whipclient.SRCapture},
-		"burst":     {SenderReports: whipclient.SRCapture, StartBeforeConnect: true, BurstAfter: time.Second},
-		"lateaudio": {SenderReports: whipclient.SRCapture, AudioSendDelay: 100 * time.Millisecond},
+		"obs":       {SenderReports: whipclient.SRCapture, SRInterval: 2 * time.Second},
+		"burst":     {SenderReports: whipclient.SRCapture, SRInterval: 2 * time.Second, StartBeforeConnect: true, BurstAfter: time.Second},
+		"lateaudio": {SenderReports: whipclient.SRCapture, SRInterval: 2 * time.Second, AudioSendDelay: 100 * time.Millisecond},
 	}
 	var wg sync.WaitGroup
 	results := map[string]map[string]*mediacheck.Sync{}
