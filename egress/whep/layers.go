@@ -29,6 +29,12 @@ const (
 	keepTolerance = 1.15
 	// switchTimeout gives up waiting for a target layer's keyframe.
 	switchTimeout = 4 * time.Second
+	// startWait: a viewer that has no picture yet and waited this long
+	// for its target layer's keyframe starts on the first keyframe of
+	// any layer, and moves up from there. A browser short of CPU encodes
+	// its top layer at a few frames a second and lets keyframe requests
+	// wait for seconds; the viewer saw nothing for 15 s.
+	startWait = 2 * time.Second
 	// keyframeRetry asks again for the target layer's keyframe.
 	keyframeRetry = time.Second
 	// inactiveAfter: a layer without packets this long is not chosen (a
@@ -64,6 +70,7 @@ type layerSwitch struct {
 
 	// Rewriting: out = in + offset, per layer since the last switch.
 	started   bool
+	anyStart  bool // not started after startWait: any layer's keyframe starts
 	seqOffset uint16
 	tsOffset  uint32
 	lastSeq   uint16 // last sequence number sent
@@ -173,6 +180,12 @@ func (ls *layerSwitch) decide(now time.Time) {
 	case want != ls.target:
 		ls.setTarget(want, now)
 	}
+	if !ls.started && !ls.anyStart && ls.pin == "" && ls.target != nil && now.Sub(ls.targetSince) > startWait {
+		ls.anyStart = true
+		ls.sess.Log.Debug("no keyframe on the target layer yet; starting on any layer's", "rid", ls.target.RID)
+		ls.sess.sub.SetLayers(live.LayerMask(ls.layers()...))
+		ls.sess.stream.RequestKeyframe()
+	}
 	if ls.target != nil && now.Sub(ls.targetSince) > switchTimeout {
 		ls.sess.Log.Debug("no keyframe on the target layer; staying", "rid", ls.target.RID)
 		ls.setTarget(nil, now)
@@ -255,7 +268,7 @@ func (ls *layerSwitch) forward(p *live.Packet, out *rtp.Packet) bool {
 	now := p.Arrival
 	ls.decide(now)
 	l := p.Track
-	if l == ls.target && live.IsKeyframeStart(l.Codec, p.RTP.Payload) {
+	if (l == ls.target || (ls.anyStart && !ls.started)) && live.IsKeyframeStart(l.Codec, p.RTP.Payload) {
 		ls.switchTo(l, p)
 	}
 	if l != ls.cur {
