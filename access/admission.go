@@ -59,9 +59,10 @@ func DefaultLimits() Limits {
 }
 
 // DefaultMaxSchedLag is the scheduling lag past which new sessions are
-// refused: an idle gateway's 99th percentile is well under a
-// millisecond, a busy one's a few ms; at 100 ms its sockets' buffers
-// start to overflow (docs/BENCHMARKS.md, "Meetings").
+// refused: an idle gateway's 99th percentile stays under 5 ms, and one
+// recording 100 publishers has a median of about 4 ms and a 90th
+// percentile of about 35 ms (docs/BENCHMARKS.md, "Meetings"). A saturated
+// machine does not always show here: see there.
 const DefaultMaxSchedLag = 100 * time.Millisecond
 
 // DefaultPendingPublishers is the default cap on unconnected publishers
