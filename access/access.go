@@ -8,7 +8,8 @@
 // Files: access.go the Gate and its errors, tokens.go static tokens,
 // jwt.go signed tokens, admission.go the limits, overload.go the
 // scheduling lag that refuses new sessions when the CPUs are saturated,
-// clientip.go the one way a client's address is read.
+// input.go the input watch that refuses them when the gateway falls behind
+// its publishers' media, clientip.go the one way a client's address is read.
 package access
 
 import (
@@ -150,20 +151,46 @@ func (g *Gate) Authorize(r Request) error {
 // Limits returns the limits the Gate enforces.
 func (g *Gate) Limits() Limits { return g.adm.cfg }
 
-// Collectors are the gate's metrics: refusals by limit, and the
-// scheduling lag when Limits.MaxSchedLag is set.
+// Collectors are the gate's metrics: refusals by limit, the scheduling
+// lag when Limits.MaxSchedLag is set, and the input's state once
+// WatchInput runs (call it first).
 func (g *Gate) Collectors() []prometheus.Collector {
 	cs := []prometheus.Collector{g.adm.rejected}
 	if g.adm.lag != nil {
 		cs = append(cs, g.adm.lag.collector())
 	}
+	g.adm.mu.Lock()
+	defer g.adm.mu.Unlock()
+	if g.adm.input != nil {
+		cs = append(cs, g.adm.input.collectors()...)
+	}
 	return cs
 }
 
-// Close stops measuring the scheduling lag. Safe to call twice.
+// WatchInput has the gate read probe every half second and refuse new
+// sessions while the gateway is behind its input (input.go). Without
+// Limits.MaxInputLag, or called a second time, it does nothing.
+func (g *Gate) WatchInput(probe func() Input) {
+	a := g.adm
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg.MaxInputLag <= 0 || a.input != nil {
+		return
+	}
+	a.input = newInputWatch(a.cfg.MaxInputLag, probe)
+	go a.input.run()
+}
+
+// Close stops measuring the scheduling lag and watching the input. Safe
+// to call twice.
 func (g *Gate) Close() {
 	if g.adm.lag != nil {
 		g.adm.lag.close()
+	}
+	g.adm.mu.Lock()
+	defer g.adm.mu.Unlock()
+	if g.adm.input != nil {
+		g.adm.input.close()
 	}
 }
 

@@ -48,6 +48,11 @@ type Limits struct {
 	// goroutines wait longer than this for a CPU (the 99th percentile
 	// over 2 s): saturated, it would lose media of the sessions it has.
 	MaxSchedLag time.Duration
+	// MaxInputLag refuses new sessions (503) while the gateway is behind
+	// its input (Gate.WatchInput): its WebRTC socket dropping or half
+	// full, or most live streams read later than this; 0 turns the watch
+	// off.
+	MaxInputLag time.Duration
 }
 
 // DefaultLimits are generous for one gateway and still stop a flood.
@@ -55,8 +60,13 @@ func DefaultLimits() Limits {
 	return Limits{MaxBodyBytes: 64 << 10, Publishers: 100, ViewersPerStream: 500, Viewers: 2000,
 		SessionsPerIP: 50, PendingPerIP: 4, PendingPublishers: DefaultPendingPublishers(100),
 		RequestRate: 10, RequestBurst: 40, AuthFailures: 10, AuthFailureRefill: 6 * time.Second,
-		MaxSchedLag: DefaultMaxSchedLag}
+		MaxSchedLag: DefaultMaxSchedLag, MaxInputLag: DefaultMaxInputLag}
 }
+
+// DefaultMaxInputLag is how late most streams may be read before new
+// sessions are refused: a path's jitter is tens of ms and a publisher's
+// pacing of a keyframe a few hundred; a second is a backlog.
+const DefaultMaxInputLag = time.Second
 
 // DefaultMaxSchedLag is the scheduling lag past which new sessions are
 // refused: an idle gateway's 99th percentile stays under 5 ms, and one
@@ -102,7 +112,8 @@ type admission struct {
 	viewers      int
 	perStream    map[string]int
 
-	lag *schedLag // nil without Limits.MaxSchedLag
+	lag   *schedLag   // nil without Limits.MaxSchedLag
+	input *inputWatch // nil until Gate.WatchInput, or without Limits.MaxInputLag
 }
 
 func newAdmission(cfg Limits, log *slog.Logger) *admission {
@@ -276,6 +287,12 @@ func (a *admission) admit(r Request, pending bool) (*Slot, error) {
 			return nil, a.refuse(r, &LimitError{Limit: "overloaded", Retry: retryCapacity,
 				Detail: fmt.Sprintf("the gateway is overloaded: its work waits up to %v for a CPU (limit %v), and a new session would cost its live ones media; try again later",
 					lag.Round(time.Millisecond), a.cfg.MaxSchedLag)})
+		}
+	}
+	if a.input != nil {
+		if why := a.input.behind(time.Now()); why != "" {
+			return nil, a.refuse(r, &LimitError{Limit: "overloaded", Retry: retryCapacity,
+				Detail: fmt.Sprintf("the gateway is behind its input: %s; a new session would cost its live ones media; try again later", why)})
 		}
 	}
 	if n := a.cfg.PendingPerIP; pending && n > 0 && a.pendingPerIP[r.Addr] >= n {

@@ -121,7 +121,7 @@ func tryGatewayAt(t *testing.T, host string, wrap []string, rtspPort int, env []
 		// The suite runs gateways, browsers and encoders side by side on
 		// two cores: a refusal for the machine's load would be the
 		// machine's, not the gateway's (access's tests cover it).
-		"--limits-max-sched-lag", "0",
+		"--limits-max-sched-lag", "0", "--limits-max-input-lag", "0",
 	}, extra...)
 	cmd := append(append(append([]string{}, wrap...), binary), args...)
 	g.cmd = exec.Command(cmd[0], cmd[1:]...)

@@ -94,6 +94,11 @@ type Clock struct {
 	// delay estimates gateway time minus publisher NTP time, in ns, from
 	// packets of tracks that have a Sender Report.
 	delay minEstimator
+	// late is how much later the latest packet came than its track's
+	// least delay says (ns): the gateway's backlog, or the path's. peak
+	// is the most of it since peakAt, held for lateHold.
+	late, peak int64
+	peakAt     time.Time
 }
 
 // trackClock is one track's part of the model.
@@ -237,6 +242,10 @@ func (c *Clock) observe(t *Track, rtp uint32, arrival time.Time) {
 		tc.arr = minEstimator{}
 	}
 	tc.arr.add(x, arrival)
+	c.late = x - tc.arr.est
+	if c.late >= c.peak || arrival.Sub(c.peakAt) > lateHold {
+		c.peak, c.peakAt = c.late, arrival
+	}
 	if tc.hasSR {
 		d := at - tc.ntpOf(tc.lastExt)
 		if c.delay.valid && impossibleDelay(d, c.delay.est) {
@@ -251,6 +260,30 @@ func (c *Clock) observe(t *Track, rtp uint32, arrival time.Time) {
 	if !c.settled {
 		c.maybeSettle()
 	}
+}
+
+const (
+	// lateHold is how long the latest packets' worst lateness is held,
+	// so that a reader every half second sees a backlog that was read in
+	// a burst.
+	lateHold = time.Second
+	// lateStale is how long a stream's lateness is believed without a
+	// new packet: a stream that stopped sending is not behind.
+	lateStale = 5 * time.Second
+)
+
+// Lateness is how much later than its track's least delay (over the last
+// minWindow) the stream's packets came: the most of the packets of about
+// the last lateHold, if the latest came within lateStale of now. A path's
+// jitter keeps it to tens of ms; a gateway behind its input, or a
+// publisher's queue, makes it seconds.
+func (c *Clock) Lateness(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.now.IsZero() || now.Sub(c.now) > lateStale {
+		return 0
+	}
+	return time.Duration(max(c.peak, 0))
 }
 
 // maybeSettle ends the wait for Sender Reports: every track that sends

@@ -75,3 +75,85 @@ func TestClockRidesOutABacklog(t *testing.T) {
 		}
 	}
 }
+
+// Lateness shows a backlog as it builds and drains, stays at the path's
+// jitter otherwise, and is forgotten when the stream stops sending.
+func TestClockLateness(t *testing.T) {
+	s := newClockSim()
+	s.jitter = 30 * time.Millisecond
+	backlog := func(c time.Duration) time.Duration {
+		switch {
+		case c < 10*time.Second:
+			return 0
+		case c < 13*time.Second: // the gateway falls 2.7 s behind
+			return (c - 10*time.Second) * 9 / 10
+		case c < 16*time.Second: // and catches up
+			return 2700*time.Millisecond - (c-13*time.Second)*9/10
+		}
+		return 0
+	}
+	type read struct {
+		at      time.Time
+		backlog time.Duration
+	}
+	var reads []read
+	var worstCalm time.Duration
+	var end time.Time
+	for c := time.Duration(0); c < 20*time.Second; c += 20 * time.Millisecond {
+		b := backlog(c)
+		s.packet(s.a, c, 20*time.Millisecond+b)
+		if c%(40*time.Millisecond) == 0 {
+			s.packet(s.v, c, 20*time.Millisecond+b)
+		}
+		now := s.gw.Add(c + 20*time.Millisecond + b)
+		end = now
+		reads = append(reads, read{now, b})
+		got := s.c.Lateness(now)
+		// The worst of the packets read in about the last second is held.
+		var held time.Duration
+		for _, r := range reads {
+			if now.Sub(r.at) <= lateHold+40*time.Millisecond {
+				held = max(held, r.backlog)
+			}
+		}
+		switch {
+		case c > time.Second && held == 0:
+			worstCalm = max(worstCalm, got)
+		case b > 500*time.Millisecond:
+			if got < b-50*time.Millisecond || got > held+50*time.Millisecond {
+				t.Fatalf("backlog %v at %v (%v in the last second): lateness %v", b, c, held, got)
+			}
+		}
+	}
+	if worstCalm > s.jitter {
+		t.Errorf("lateness up to %v with no backlog (jitter %v)", worstCalm, s.jitter)
+	}
+	if got := s.c.Lateness(end.Add(lateStale + time.Second)); got != 0 {
+		t.Errorf("a stream silent for %v is %v late", lateStale+time.Second, got)
+	}
+}
+
+// A gateway stopped for two seconds reads the backlog in one burst;
+// its lateness is held long enough for a reader every half second.
+func TestClockLatenessHoldsABurst(t *testing.T) {
+	s := newClockSim()
+	for c := time.Duration(0); c < 10*time.Second; c += 20 * time.Millisecond {
+		s.packet(s.a, c, 20*time.Millisecond)
+	}
+	// Captured 10–12 s, all read at 12.02 s (the gateway was stopped).
+	readAt := 12*time.Second + 20*time.Millisecond
+	for c := 10 * time.Second; c < 12*time.Second; c += 20 * time.Millisecond {
+		s.packet(s.a, c, readAt-c)
+	}
+	for c := 12 * time.Second; c < 14*time.Second; c += 20 * time.Millisecond {
+		s.packet(s.a, c, 20*time.Millisecond)
+		at := s.gw.Add(c + 20*time.Millisecond)
+		got := s.c.Lateness(at)
+		switch since := c - 12*time.Second; {
+		case since < lateHold-50*time.Millisecond && got < 1900*time.Millisecond:
+			t.Fatalf("%v after the burst: lateness %v, want the burst's 2 s", since, got)
+		case since > lateHold+50*time.Millisecond && got > 50*time.Millisecond:
+			t.Fatalf("%v after the burst: lateness %v, want it forgotten", since, got)
+		}
+	}
+}

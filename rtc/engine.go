@@ -3,7 +3,8 @@
 // and what PATCH acts on (ICE restarts, trickle, ETags).
 //
 // Files: engine.go makes peer connections on the shared UDP mux
-// (udpconn.go spreads its writes), negotiate.go matches offers against
+// (udpconn.go spreads its writes; sockstats.go reads the kernel's drops
+// and fill of its receive buffer), negotiate.go matches offers against
 // codecs and live tracks, session.go is a session's life (answer, connect
 // deadline, close) and the registry of live sessions, ice.go and
 // sdpfrag.go the ICE half of PATCH.
@@ -54,8 +55,9 @@ const muxReadBuffer = 4 << 20
 // Engine holds what every WHIP and WHEP peer connection shares: the UDP mux
 // and the settings derived from configuration.
 type Engine struct {
-	cfg Config
-	mux ice.UDPMux
+	cfg   Config
+	mux   ice.UDPMux
+	socks *socketSet
 }
 
 // NewRTC opens the shared ICE UDP port.
@@ -78,6 +80,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("parsing WebRTC UDP port %q: %w", portStr, err)
 	}
 	var mux ice.UDPMux
+	socks := &socketSet{}
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		// One socket per interface on the same port: pion can then
 		// advertise each interface's real address as a host candidate.
@@ -85,21 +88,33 @@ func NewEngine(cfg Config) (*Engine, error) {
 		if std, err = stdnet.NewNet(); err == nil {
 			mux, err = ice.NewMultiUDPMuxFromPort(port, ice.UDPMuxFromPortWithLoopback(),
 				ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4), ice.UDPMuxFromPortWithReadBufferSize(muxReadBuffer),
-				ice.UDPMuxFromPortWithNet(spreadNet{std}))
+				ice.UDPMuxFromPortWithNet(spreadNet{std, socks}))
 		}
 	} else {
 		var conn *net.UDPConn
 		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
 		if err == nil {
 			_ = conn.SetReadBuffer(muxReadBuffer)
+			socks.add(conn)
 			mux = webrtc.NewICEUDPMux(nil, spreadWrites(conn))
 		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening WebRTC UDP port %s: %w", cfg.UDPAddr, err)
 	}
-	return &Engine{cfg: cfg, mux: mux}, nil
+	// Linux reports twice what was asked (its bookkeeping included) and
+	// grants at most net.core.rmem_max.
+	if got := socks.receiveBuffer(); got > 0 && got < muxReadBuffer {
+		cfg.Logger.Warn("the WebRTC UDP socket's receive buffer is smaller than asked; a busy moment will lose publishers' media: raise net.core.rmem_max (sysctl -w net.core.rmem_max=4194304)",
+			"granted_bytes", got, "asked_bytes", muxReadBuffer)
+	}
+	return &Engine{cfg: cfg, mux: mux, socks: socks}, nil
 }
+
+// InputStats is the kernel's view of the shared UDP sockets: what waits
+// in their receive buffers and how many packets they dropped. It fails
+// where the kernel does not say (not Linux).
+func (r *Engine) InputStats() (SocketStats, error) { return r.socks.stats() }
 
 // UDPPort is the port the shared ICE socket listens on.
 func (r *Engine) UDPPort() int {

@@ -76,12 +76,17 @@ func (s *spreadConn) Close() error {
 
 // spreadNet is the standard network whose UDP sockets spread their writes;
 // pion's per-interface UDP mux opens its sockets through it.
-type spreadNet struct{ *stdnet.Net }
+// The sockets it opens are recorded in socks.
+type spreadNet struct {
+	*stdnet.Net
+	socks *socketSet
+}
 
 func (n spreadNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
 	}
+	n.socks.add(c)
 	return spreadWrites(c), nil
 }

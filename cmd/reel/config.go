@@ -107,6 +107,7 @@ type Config struct {
 		ConnectTimeout    time.Duration `yaml:"connect_timeout"`
 		IdleTimeout       time.Duration `yaml:"idle_timeout"`
 		MaxSchedLag       time.Duration `yaml:"max_sched_lag"`
+		MaxInputLag       time.Duration `yaml:"max_input_lag"`
 	} `yaml:"limits"`
 	Codecs struct {
 		Video  []string `yaml:"video"`
@@ -196,7 +197,7 @@ func defaultConfig() *Config {
 	c.Limits.AuthFailures, c.Limits.AuthFailureRefill = lim.AuthFailures, lim.AuthFailureRefill
 	c.Limits.ICECandidates = rtc.DefaultMaxCandidates
 	c.Limits.ConnectTimeout, c.Limits.IdleTimeout = rtc.DefaultConnectTimeout, ingest.DefaultIdleTimeout
-	c.Limits.MaxSchedLag = lim.MaxSchedLag
+	c.Limits.MaxSchedLag, c.Limits.MaxInputLag = lim.MaxSchedLag, lim.MaxInputLag
 	c.Codecs.Video = codecNames(live.DefaultVideoPreference)
 	c.Codecs.Audio = codecNames(live.DefaultAudioPreference)
 	c.Codecs.Prefer = rtc.PreferOffer
@@ -287,6 +288,7 @@ func options(c *Config) []option {
 		{"limits.connect_timeout", "end a WHIP/WHEP session whose peer has not connected (ICE+DTLS) this long after the answer", (*durationValue)(&c.Limits.ConnectTimeout)},
 		{"limits.idle_timeout", "end a connected publisher that sends no media for this long; its recording is finalized (0: never)", (*durationValue)(&c.Limits.IdleTimeout)},
 		{"limits.max_sched_lag", "refuse new sessions (503) while the gateway's goroutines wait longer than this for a CPU, 99th percentile over 2 s (0: never)", (*durationValue)(&c.Limits.MaxSchedLag)},
+		{"limits.max_input_lag", "refuse new sessions (503) while the gateway is behind its publishers' media: the WebRTC socket dropping or half full, or most streams read later than this (0: never)", (*durationValue)(&c.Limits.MaxInputLag)},
 		{"codecs.video", "video codecs WHIP accepts (an allow-list; its order counts with codecs.prefer server)", (*listValue)(&c.Codecs.Video)},
 		{"codecs.audio", "audio codecs WHIP accepts (an allow-list; its order counts with codecs.prefer server)", (*listValue)(&c.Codecs.Audio)},
 		{"codecs.prefer", "whose order picks the codec: offer (the publisher's, RFC 3264) or server (codecs.video/audio)", (*stringValue)(&c.Codecs.Prefer)},

@@ -262,13 +262,28 @@ func (g *gateway) buildAccess() error {
 		ViewersPerStream: l.ViewersPerStream, Viewers: l.Viewers, SessionsPerIP: l.SessionsPerIP,
 		PendingPerIP: l.PendingPerIP, PendingPublishers: pending,
 		RequestRate: l.RequestRate, RequestBurst: l.RequestBurst,
-		AuthFailures: l.AuthFailures, AuthFailureRefill: l.AuthFailureRefill, MaxSchedLag: l.MaxSchedLag}, g.log)
+		AuthFailures: l.AuthFailures, AuthFailureRefill: l.AuthFailureRefill, MaxSchedLag: l.MaxSchedLag, MaxInputLag: l.MaxInputLag}, g.log)
 	if err != nil {
 		return err
 	}
+	gate.WatchInput(g.input)
 	g.gate = gate
 	g.onClose("access", gate.Close)
 	return nil
+}
+
+// input is how the gateway reads its publishers' media: the WebRTC
+// socket's kernel statistics and every live stream's lateness.
+func (g *gateway) input() access.Input {
+	var in access.Input
+	if st, err := g.engine.InputStats(); err == nil {
+		in.SocketsKnown, in.Queued, in.Capacity, in.Drops = true, st.Queued, st.Capacity, st.Drops
+	}
+	now := time.Now()
+	for _, s := range g.hub.Streams() {
+		in.Lateness = append(in.Lateness, s.Clock().Lateness(now))
+	}
+	return in
 }
 
 // buildSessions makes the WHIP and WHEP servers. Viewers close before

@@ -1,0 +1,161 @@
+package access
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// A gateway can fall behind its input while its goroutines are scheduled
+// promptly: when other processes take the machine's CPUs, the whole
+// process waits, and the publishers' media piles up in the WebRTC
+// socket's receive buffer until the kernel drops it. So admission also
+// watches the input itself (Gate.WatchInput): the kernel's drops and fill
+// of that socket, and how late the live streams' packets are read. While
+// the input shows the gateway behind, and for inputHold after, new
+// sessions are refused and the live ones keep what they have.
+
+// Input is how the gateway reads its publishers' media, as WatchInput's
+// probe reports it.
+type Input struct {
+	// SocketsKnown: the kernel reported the shared WebRTC sockets (Linux).
+	SocketsKnown bool
+	// Queued and Capacity: bytes waiting in the sockets' receive buffers,
+	// and their size; Drops: packets the kernel dropped on them since they
+	// opened.
+	Queued, Capacity int
+	Drops            uint64
+	// Lateness has one entry per live stream: how much later than its
+	// least delay its latest packet came (live.Clock.Lateness).
+	Lateness []time.Duration
+}
+
+const (
+	// inputSample is how often the probe is read.
+	inputSample = 500 * time.Millisecond
+	// inputHold is how long new sessions stay refused after the input
+	// last showed the gateway behind: as long as a refused client is
+	// told to wait, so it does not come back into the same backlog.
+	inputHold = retryCapacity
+	// minLateStreams is how many streams must be live for their lateness
+	// to count: one publisher's own queue (a congested uplink) makes its
+	// stream late without the gateway being behind; a gateway behind is
+	// late on most of its streams at once.
+	minLateStreams = 2
+)
+
+// inputWatch samples a probe and says whether the gateway is behind its
+// input, and why.
+type inputWatch struct {
+	maxLag time.Duration
+	probe  func() Input
+
+	mu        sync.Mutex
+	started   bool
+	drops     uint64 // at the previous sample
+	behindAt  time.Time
+	why       string
+	last      Input
+	late      int // streams later than maxLag at the last sample
+	stop      chan struct{}
+	stoppedMu sync.Once
+}
+
+func newInputWatch(maxLag time.Duration, probe func() Input) *inputWatch {
+	w := &inputWatch{maxLag: maxLag, probe: probe, stop: make(chan struct{})}
+	w.sample(time.Now())
+	return w
+}
+
+func (w *inputWatch) run() {
+	t := time.NewTicker(inputSample)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-t.C:
+			w.sample(now)
+		}
+	}
+}
+
+func (w *inputWatch) close() { w.stoppedMu.Do(func() { close(w.stop) }) }
+
+// sample reads the probe once and updates the verdict.
+func (w *inputWatch) sample(now time.Time) {
+	in := w.probe()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	late := 0
+	var median time.Duration
+	for _, l := range in.Lateness {
+		if l > w.maxLag {
+			late++
+		}
+	}
+	if late > 0 {
+		sorted := slices.Sorted(slices.Values(in.Lateness))
+		median = sorted[len(sorted)/2]
+	}
+	why := ""
+	switch {
+	case in.SocketsKnown && w.started && in.Drops > w.drops:
+		why = fmt.Sprintf("its WebRTC socket overflowed and dropped %d packets of publishers' media in the last %v", in.Drops-w.drops, inputSample)
+	case in.SocketsKnown && in.Capacity > 0 && in.Queued*2 > in.Capacity:
+		why = fmt.Sprintf("its WebRTC socket's receive buffer is %d%% full", in.Queued*100/in.Capacity)
+	case len(in.Lateness) >= minLateStreams && late*2 > len(in.Lateness):
+		why = fmt.Sprintf("%d of its %d live streams are read more than %v late (the median stream %v)",
+			late, len(in.Lateness), w.maxLag, median.Round(time.Millisecond))
+	}
+	if why != "" {
+		w.behindAt, w.why = now, why
+	}
+	w.started, w.drops, w.last, w.late = in.SocketsKnown, in.Drops, in, late
+}
+
+// behind is why the gateway is behind its input, or "" when it has kept
+// up for inputHold.
+func (w *inputWatch) behind(now time.Time) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.why == "" || now.Sub(w.behindAt) > inputHold {
+		return ""
+	}
+	if now.Sub(w.behindAt) < inputSample*2 {
+		return w.why
+	}
+	return fmt.Sprintf("%v ago %s", now.Sub(w.behindAt).Round(time.Second), w.why)
+}
+
+func (w *inputWatch) collectors() []prometheus.Collector {
+	read := func(f func(Input, int) float64) func() float64 {
+		return func() float64 {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return f(w.last, w.late)
+		}
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "reel_input_socket_drops_total",
+			Help: "Packets the kernel dropped on the shared WebRTC UDP socket because its receive buffer was full (publishers' media lost before Reel read it).",
+		}, read(func(in Input, _ int) float64 { return float64(in.Drops) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reel_input_socket_queue_ratio",
+			Help: "How full the shared WebRTC UDP socket's receive buffer is (0 to 1); new sessions are refused above 0.5.",
+		}, read(func(in Input, _ int) float64 {
+			if in.Capacity == 0 {
+				return 0
+			}
+			return float64(in.Queued) / float64(in.Capacity)
+		})),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reel_input_late_streams",
+			Help: "Live streams whose latest packets were read later than limits.max_input_lag past their least delay.",
+		}, read(func(_ Input, late int) float64 { return float64(late) })),
+	}
+}
