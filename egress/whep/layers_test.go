@@ -100,15 +100,22 @@ func (v *layerViewer) size() string {
 
 func playLayers(t *testing.T, codec live.Codec, layer string) (*layerViewer, *Session, *hubtest.Publisher) {
 	t.Helper()
+	return playLayersFrom(t, hubtest.Source{Video: codec, Audio: true, Loop: true, Simulcast: true}, 0, layer)
+}
+
+// playLayersFrom publishes src and, after a while, plays it.
+func playLayersFrom(t *testing.T, src hubtest.Source, after time.Duration, layer string) (*layerViewer, *Session, *hubtest.Publisher) {
+	t.Helper()
 	hub := live.NewHub(live.Reject)
 	srv := startServer(t, hub, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	pub, err := hubtest.Publish(ctx, hub, "sim", hubtest.Source{Video: codec, Audio: true, Loop: true, Simulcast: true})
+	pub, err := hubtest.Publish(ctx, hub, "sim", src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, offer := newLayerViewer(t, codec)
+	time.Sleep(after)
+	v, offer := newLayerViewer(t, src.Video)
 	sess, answer, err := srv.PlayWith(ctx, "sim", []byte(offer), "127.0.0.1", PlayOptions{Layer: layer})
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +124,36 @@ func playLayers(t *testing.T, codec live.Codec, layer string) (*layerViewer, *Se
 		t.Fatal(err)
 	}
 	return v, sess, pub
+}
+
+// A viewer whose target layer sends no more keyframes (a browser short of
+// CPU holds its top layer's back) starts after startWait on another
+// layer's keyframe, instead of showing nothing.
+func TestViewerStartsOnAnyLayerWithoutTheTargetsKeyframe(t *testing.T) {
+	for _, codec := range []live.Codec{live.H264, live.VP8} {
+		t.Run(string(codec), func(t *testing.T) {
+			t.Parallel()
+			src := hubtest.Source{Video: codec, Audio: true, Loop: true, Simulcast: true, WithholdKeyframes: "f"}
+			// Played after the top layer's only keyframe.
+			v, sess, pub := playLayersFrom(t, src, time.Second, "")
+			start := time.Now()
+			eventually(t, "a picture", func() bool { return v.size() != "" && v.size() != "0x0" })
+			took := time.Since(start)
+			if size := v.size(); size == "640x360" {
+				t.Fatalf("started on the top layer, whose keyframes are withheld")
+			}
+			if took < startWait {
+				t.Errorf("started after %v, before startWait (%v): the target layer was not waited for", took, startWait)
+			}
+			if pub.LayerKeyframeRequests[2].Load() == 0 {
+				t.Error("the top layer's keyframe was never asked for")
+			}
+			if r := sess.Layer(); r != "q" && r != "h" {
+				t.Errorf("session reports layer %q", r)
+			}
+			t.Logf("a %s picture %v after playing", v.size(), took.Round(time.Millisecond))
+		})
+	}
 }
 
 // A viewer that pins a layer (?layer=) gets that layer's picture.

@@ -41,6 +41,11 @@ type Source struct {
 	// file's first frame, a keyframe, at the next frame. Without it the
 	// files play on and requests are only counted.
 	KeyframeOnRequest bool
+	// WithholdKeyframes is a simulcast layer's rid ("f", say) whose
+	// keyframes after its first are never sent, its other frames are: a
+	// browser short of CPU lets its top layer's keyframes wait for
+	// seconds.
+	WithholdKeyframes string
 }
 
 // simulcastFiles are the layer fixtures, lowest first.
@@ -79,6 +84,9 @@ type trackMedia struct {
 	// request that sets it back to 0 (Source.KeyframeOnRequest).
 	next    int
 	restart atomic.Bool
+	// withhold: the track's keyframes after its first are not sent
+	// (Source.WithholdKeyframes).
+	withhold, sentKeyframe bool
 }
 
 // Publish makes name live on hub and sends src in the background.
@@ -107,6 +115,7 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 				tracks = append(tracks, parent)
 			}
 			m.track = parent.Layers()[i]
+			m.withhold = src.WithholdKeyframes != "" && m.track.RID == src.WithholdKeyframes
 			media = append(media, m)
 		}
 	case src.Video != "":
@@ -238,6 +247,12 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 			}
 			sample := m.samples[m.next]
 			m.next++
+			if sample.Keyframe {
+				if m.withhold && m.sentKeyframe {
+					continue
+				}
+				m.sentKeyframe = true
+			}
 			samples := uint32(sample.Duration.Seconds() * float64(ev.m.track.ClockRate))
 			pkts := ev.m.pkt.Packetize(sample.Data, samples)
 			for _, pkt := range pkts {
