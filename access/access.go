@@ -167,6 +167,15 @@ func (g *Gate) Collectors() []prometheus.Collector {
 	return cs
 }
 
+// Overloaded says why the gate refuses new sessions for the gateway's load
+// (its scheduling lag, or its input), or "" when it does not. In a
+// cluster, such a node places new streams on others.
+func (g *Gate) Overloaded() string {
+	g.adm.mu.Lock()
+	defer g.adm.mu.Unlock()
+	return g.adm.overloaded()
+}
+
 // WatchInput has the gate read probe every half second and refuse new
 // sessions while the gateway is behind its input (input.go). Without
 // Limits.MaxInputLag, or called a second time, it does nothing.

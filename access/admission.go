@@ -273,6 +273,22 @@ func (g *Gate) Admit(r Request) (release func(), err error) {
 // Limits.PendingPerIP and Limits.PendingPublishers until its Connected.
 func (g *Gate) AdmitPending(r Request) (*Slot, error) { return g.adm.admit(r, true) }
 
+// overloaded is why new sessions are refused for the gateway's load, or
+// "". Callers hold a.mu.
+func (a *admission) overloaded() string {
+	if a.lag != nil {
+		if lag := a.lag.get(); lag > a.cfg.MaxSchedLag {
+			return fmt.Sprintf("its work waits up to %v for a CPU (limit %v)", lag.Round(time.Millisecond), a.cfg.MaxSchedLag)
+		}
+	}
+	if a.input != nil {
+		if why := a.input.behind(time.Now()); why != "" {
+			return "it is behind its input: " + why
+		}
+	}
+	return ""
+}
+
 func (a *admission) admit(r Request, pending bool) (*Slot, error) {
 	publish := r.Action == Publish
 	a.mu.Lock()
@@ -282,18 +298,9 @@ func (a *admission) admit(r Request, pending bool) (*Slot, error) {
 			Detail: fmt.Sprintf("your address already has %d sessions open, the most allowed; end one first", n)})
 	}
 	pending = pending && publish // viewers are not held to the pending limits
-	if a.lag != nil {
-		if lag := a.lag.get(); lag > a.cfg.MaxSchedLag {
-			return nil, a.refuse(r, &LimitError{Limit: "overloaded", Retry: retryCapacity,
-				Detail: fmt.Sprintf("the gateway is overloaded: its work waits up to %v for a CPU (limit %v), and a new session would cost its live ones media; try again later",
-					lag.Round(time.Millisecond), a.cfg.MaxSchedLag)})
-		}
-	}
-	if a.input != nil {
-		if why := a.input.behind(time.Now()); why != "" {
-			return nil, a.refuse(r, &LimitError{Limit: "overloaded", Retry: retryCapacity,
-				Detail: fmt.Sprintf("the gateway is behind its input: %s; a new session would cost its live ones media; try again later", why)})
-		}
+	if why := a.overloaded(); why != "" {
+		return nil, a.refuse(r, &LimitError{Limit: "overloaded", Retry: retryCapacity,
+			Detail: fmt.Sprintf("the gateway is overloaded: %s, and a new session would cost its live ones media; try again later", why)})
 	}
 	if n := a.cfg.PendingPerIP; pending && n > 0 && a.pendingPerIP[r.Addr] >= n {
 		return nil, a.refuse(r, &LimitError{Limit: "pending_per_ip", Retry: retryPending, PerClient: true,

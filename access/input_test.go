@@ -81,6 +81,9 @@ func TestGateRefusesWhileBehindItsInput(t *testing.T) {
 		t.Fatalf("a gateway keeping up refused a viewer: %v", err)
 	}
 	release()
+	if why := g.Overloaded(); why != "" {
+		t.Fatalf("a gateway keeping up is overloaded: %s", why)
+	}
 
 	mu.Lock()
 	in.Drops = 40
@@ -100,6 +103,9 @@ func TestGateRefusesWhileBehindItsInput(t *testing.T) {
 	}
 	if refusal == nil {
 		t.Fatal("still admitting after the socket dropped packets")
+	}
+	if why := g.Overloaded(); !strings.Contains(why, "dropped 40 packets") {
+		t.Errorf("Overloaded() = %q", why)
 	}
 	if refusal.Limit != "overloaded" || refusal.PerClient || refusal.Retry != inputHold ||
 		!strings.Contains(refusal.Detail, "behind its input") || !strings.Contains(refusal.Detail, "dropped 40 packets") {

@@ -197,6 +197,7 @@ func TestPlace(t *testing.T) {
 	n := func(id string, pubs, viewers int, cpu float64) NodeInfo {
 		return NodeInfo{ID: id, HTTPURL: "http://" + id, Load: Load{Publishers: pubs, Viewers: viewers, CPU: cpu}}
 	}
+	overloaded := func(ni NodeInfo) NodeInfo { ni.Load.Overloaded = true; return ni }
 	for _, tc := range []struct {
 		name  string
 		self  NodeInfo
@@ -211,6 +212,9 @@ func TestPlace(t *testing.T) {
 		{"busy CPU avoided", n("a", 5, 0, 0.2), []NodeInfo{n("b", 0, 0, 0.95), n("c", 3, 0, 0.1)}, "c"},
 		{"all busy: least cost", n("a", 5, 0, 0.9), []NodeInfo{n("b", 0, 0, 0.95)}, "b"},
 		{"ties: smaller id", n("z", 5, 0, 0), []NodeInfo{n("y", 1, 0, 0), n("x", 1, 0, 0)}, "x"},
+		{"overloaded self: another", overloaded(n("a", 0, 0, 0.3)), []NodeInfo{n("b", 4, 0, 0.5)}, "b"},
+		{"overloaded other avoided", n("a", 5, 0, 0.3), []NodeInfo{overloaded(n("b", 0, 0, 0.1)), n("c", 3, 0, 0.2)}, "c"},
+		{"all overloaded: least cost", overloaded(n("a", 5, 0, 0.3)), []NodeInfo{overloaded(n("b", 1, 0, 0.3))}, "b"},
 		{"stale self entry ignored", n("a", 0, 0, 0), []NodeInfo{n("a", 50, 0, 0)}, "a"},
 	} {
 		if got := place(tc.self, tc.nodes); got != tc.want {
@@ -332,5 +336,23 @@ func TestMeetingHolder(t *testing.T) {
 	mr.Close()
 	if _, err := b.MeetingNode(ctx, "x"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("with Redis gone: %v, want ErrUnavailable", err)
+	}
+}
+
+// A node that would refuse a new publisher for its load (behind its
+// input) redirects it to one that would not, though it has fewer streams.
+func TestOverloadedNodePlacesElsewhere(t *testing.T) {
+	mr := miniredis.RunT(t)
+	a := testNode(t, mr, "a", func(c *Config, _ *live.Hub) {
+		c.Snapshot = func() (Load, []live.StreamInfo) { return Load{Overloaded: true}, nil }
+	})
+	b := testNode(t, mr, "b", func(c *Config, _ *live.Hub) {
+		c.Snapshot = func() (Load, []live.StreamInfo) { return Load{Publishers: 4}, nil }
+	})
+	a.heartbeat()
+	b.heartbeat()
+	d, err := a.LocatePublish(context.Background(), "new", whipURL("new"))
+	if err != nil || d.Node != "b" {
+		t.Fatalf("overloaded a placing a new stream: %+v, %v; want b", d, err)
 	}
 }

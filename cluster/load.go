@@ -8,12 +8,15 @@ import (
 )
 
 // Load is what placement weighs: a node's live publishers, its viewers
-// (WHEP and RTSP sessions, relays' included) and the share of its CPUs
-// the process used since the last heartbeat (0..1).
+// (WHEP and RTSP sessions, relays' included), the share of its CPUs the
+// process used since the last heartbeat (0..1), and whether it refuses
+// new sessions for its load (access: behind its input, or its goroutines
+// waiting for a CPU).
 type Load struct {
 	Publishers int     `json:"publishers"`
 	Viewers    int     `json:"viewers"`
 	CPU        float64 `json:"cpu"`
+	Overloaded bool    `json:"overloaded,omitempty"`
 }
 
 // cpuMeter measures the process's CPU use between two samples.

@@ -119,7 +119,9 @@ func cost(l Load) float64 { return float64(l.Publishers) + float64(l.Viewers)/vi
 
 // place picks the node for a new stream among nodes (self's registration
 // is taken from self, which is fresher): the least cost among nodes not
-// busy, self when within keepMargin of it; ties go to the smaller id.
+// busy, self when within keepMargin of it; ties go to the smaller id. A
+// node that is overloaded (it would refuse the session) is busy, so a
+// publisher an overloaded node would refuse goes to another instead.
 func place(self NodeInfo, nodes []NodeInfo) string {
 	cands := []NodeInfo{self}
 	for _, ni := range nodes {
@@ -129,7 +131,7 @@ func place(self NodeInfo, nodes []NodeInfo) string {
 	}
 	idle := cands[:0:0]
 	for _, c := range cands {
-		if c.Load.CPU < busyCPU {
+		if c.Load.CPU < busyCPU && !c.Load.Overloaded {
 			idle = append(idle, c)
 		}
 	}

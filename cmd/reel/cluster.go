@@ -183,6 +183,9 @@ func (g *gateway) localRecordings() []recorder.Info {
 func (g *gateway) snapshot() (cluster.Load, []live.StreamInfo) {
 	var l cluster.Load
 	var out []live.StreamInfo
+	// A node that would refuse a new session for its load places new
+	// streams on the others.
+	l.Overloaded = g.gate != nil && g.gate.Overloaded() != ""
 	for _, s := range g.hub.Streams() {
 		info := s.Info()
 		if g.rtsp != nil {
