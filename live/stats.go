@@ -59,8 +59,13 @@ type StreamInfo struct {
 	KeyframeRequests uint64                `json:"keyframe_requests"`
 	// Sync says how the tracks are placed in time: "sender-reports"
 	// (RTCP), "arrival" (smoothed arrival times), "mixed" or "pending".
-	Sync       string `json:"sync"`
-	BadPackets uint64 `json:"bad_packets"`
+	Sync string `json:"sync"`
+	// InputLateMS is how much later than their least delay the stream's
+	// packets of about the last second were read (Clock.Lateness): tens
+	// of ms is a path's jitter, seconds a gateway behind its input or a
+	// publisher's queue.
+	InputLateMS float64 `json:"input_late_ms"`
+	BadPackets  uint64  `json:"bad_packets"`
 	// WHEPLayers counts, for a simulcast stream, the WHEP viewers on each
 	// layer (by rid); a viewer between two layers counts on neither.
 	WHEPLayers map[string]int `json:"whep_viewers_by_layer,omitempty"`
@@ -84,6 +89,7 @@ func (s *Stream) Info() StreamInfo {
 		KeyframeRequests: s.keyframeRequests.Load(),
 		BadPackets:       s.badPackets.Load(),
 		Sync:             s.clock.Mode(),
+		InputLateMS:      float64(s.clock.Lateness(time.Now()).Microseconds()) / 1000,
 	}
 	for _, t := range s.spec.Tracks {
 		bytes := t.bytes.Load()

@@ -256,3 +256,37 @@ func itoa(n int) string {
 	}
 	return string(b)
 }
+
+// The streams API shows how late the stream's packets are read.
+func TestInfoShowsInputLateness(t *testing.T) {
+	s := publishTest(t, NewHub(Reject), "cam", nil)
+	defer s.Close()
+	track := s.Tracks()[0]
+	send := func(seq uint16, captured, arrival time.Time, base time.Time) {
+		t.Helper()
+		p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 1234,
+			Timestamp: uint32(captured.Sub(base).Seconds() * 90000)}, Payload: []byte{0x10, 0, 0x9d, 1, 0x2a}}
+		b, err := p.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteRTP(track, b, arrival); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three seconds of packets on time, then the latest read 1.5 s late.
+	now := time.Now()
+	base := now.Add(-3 * time.Second)
+	seq := uint16(0)
+	for c := time.Duration(0); c < 2500*time.Millisecond; c += 33 * time.Millisecond {
+		send(seq, base.Add(c), base.Add(c+20*time.Millisecond), base)
+		seq++
+	}
+	if late := s.Info().InputLateMS; late > 10 {
+		t.Fatalf("on time: input_late_ms %v", late)
+	}
+	send(seq, base.Add(2500*time.Millisecond), base.Add(4*time.Second+20*time.Millisecond), base)
+	if late := s.Info().InputLateMS; late < 1490 || late > 1510 {
+		t.Fatalf("read 1.5 s late: input_late_ms %v", late)
+	}
+}
