@@ -259,37 +259,16 @@ func TestHoldAndAudit(t *testing.T) {
 // The zip holds the manifest, its checksum, every file and SHA256SUMS
 // with each file's real checksum.
 func TestZip(t *testing.T) {
-	dir := t.TempDir()
-	m := newManager(t, dir, 10*time.Millisecond, nil)
-	t0 := time.Now().UTC().Truncate(time.Second)
-	m.Join("z/p", t0)
-	pl := m.Place("z/p")
-	file := filepath.Join(dir, filepath.FromSlash(pl.Dir), pl.Prefix+"_1.webm")
 	body := bytes.Repeat([]byte("media"), 1000)
-	if err := os.WriteFile(file, body, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	sum := sha256.Sum256(body)
-	m.RecordingFinished(recorder.Info{ID: pl.Prefix + "_1", Path: file, State: recorder.StateFinished, Start: t0, End: t0.Add(time.Second),
-		Size: int64(len(body)), SHA256: hex.EncodeToString(sum[:]), Occurrence: pl.Occurrence, Participant: "p"})
-	m.Leave("z/p", t0.Add(time.Second))
-	waitEnded(t, m, pl.Occurrence)
+	m, pl := endedWithOneFile(t, "z/p", "webm", body, func(info *recorder.Info, t0 time.Time) {
+		info.Start, info.End, info.SHA256 = t0, t0.Add(time.Second), hex.EncodeToString(sum[:])
+	})
 	var buf bytes.Buffer
 	if err := m.WriteZip(&buf, pl.Occurrence); err != nil {
 		t.Fatal(err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string][]byte{}
-	for _, f := range zr.File {
-		if f.Method != zip.Store {
-			t.Errorf("%s is compressed", f.Name)
-		}
-		rc, _ := f.Open()
-		got[strings.TrimPrefix(f.Name, pl.Occurrence+"/")], _ = io.ReadAll(rc)
-	}
+	got := readZip(t, buf.Bytes(), pl.Occurrence, true)
 	if !bytes.Equal(got[pl.Prefix+"_1.webm"], body) || got[manifestName] == nil || got[checksumName] == nil {
 		t.Fatalf("zip holds %d files", len(got))
 	}
@@ -298,24 +277,60 @@ func TestZip(t *testing.T) {
 	}
 }
 
+// endedWithOneFile is an ended occurrence of the meeting of name whose one
+// participant left one finished recording holding body; set fills in the
+// recording's times (t0 is the join) and anything else the test needs.
+func endedWithOneFile(t *testing.T, name, ext string, body []byte, set func(info *recorder.Info, t0 time.Time)) (*Manager, recorder.Placement) {
+	t.Helper()
+	dir := t.TempDir()
+	m := newManager(t, dir, 10*time.Millisecond, nil)
+	t0 := time.Now().UTC().Truncate(time.Second)
+	m.Join(name, t0)
+	pl := m.Place(name)
+	file := filepath.Join(dir, filepath.FromSlash(pl.Dir), pl.Prefix+"_1."+ext)
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info := recorder.Info{ID: pl.Prefix + "_1", Path: file, State: recorder.StateFinished, Size: int64(len(body)),
+		Occurrence: pl.Occurrence, Participant: "p"}
+	set(&info, t0)
+	m.RecordingFinished(info)
+	m.Leave(name, info.End)
+	waitEnded(t, m, pl.Occurrence)
+	return m, pl
+}
+
+// readZip is every file of a zip, by its name under the occurrence's
+// folder; stored checks that none is compressed.
+func readZip(t *testing.T, b []byte, occurrence string, stored bool) map[string][]byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]byte{}
+	for _, f := range zr.File {
+		if stored && f.Method != zip.Store {
+			t.Errorf("%s is compressed", f.Name)
+		}
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[strings.TrimPrefix(f.Name, occurrence+"/")], _ = io.ReadAll(rc)
+		rc.Close()
+	}
+	return got
+}
+
 // A clip of a meeting whose file cannot be cut (it is no Matroska) holds
 // that file whole, says why, re-bases its offset to the clip, and sums
 // what it holds; a range before any file is refused as empty.
 func TestClipZipWholeFile(t *testing.T) {
-	dir := t.TempDir()
-	m := newManager(t, dir, 10*time.Millisecond, nil)
-	t0 := time.Now().UTC().Truncate(time.Second)
-	m.Join("c/p", t0)
-	pl := m.Place("c/p")
-	file := filepath.Join(dir, filepath.FromSlash(pl.Dir), pl.Prefix+"_1.mkv")
 	body := bytes.Repeat([]byte("not matroska"), 100)
-	if err := os.WriteFile(file, body, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m.RecordingFinished(recorder.Info{ID: pl.Prefix + "_1", Path: file, State: recorder.StateFinished, Start: t0.Add(time.Second),
-		End: t0.Add(5 * time.Second), DurationMS: 4000, Size: int64(len(body)), Occurrence: pl.Occurrence, Participant: "p", Container: "mkv"})
-	m.Leave("c/p", t0.Add(5*time.Second))
-	waitEnded(t, m, pl.Occurrence)
+	m, pl := endedWithOneFile(t, "c/p", "mkv", body, func(info *recorder.Info, t0 time.Time) {
+		info.Start, info.End, info.DurationMS, info.Container = t0.Add(time.Second), t0.Add(5*time.Second), 4000, "mkv"
+	})
 	if err := m.WriteClipZip(io.Discard, pl.Occurrence, Span{From: 6 * time.Second}); err == nil {
 		t.Error("a clip that starts after the meeting's end was written")
 	}
@@ -323,15 +338,7 @@ func TestClipZipWholeFile(t *testing.T) {
 	if err := m.WriteClipZip(&buf, pl.Occurrence, Span{From: 2 * time.Second, To: 3 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string][]byte{}
-	for _, f := range zr.File {
-		rc, _ := f.Open()
-		got[strings.TrimPrefix(f.Name, pl.Occurrence+"/")], _ = io.ReadAll(rc)
-	}
+	got := readZip(t, buf.Bytes(), pl.Occurrence, false)
 	var clip Manifest
 	if err := json.Unmarshal(got[manifestName], &clip); err != nil {
 		t.Fatal(err)

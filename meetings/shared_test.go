@@ -1,7 +1,6 @@
 package meetings
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -197,15 +196,7 @@ func TestSharedArchive(t *testing.T) {
 	if err := b.WriteZip(&buf, id); err != nil {
 		t.Fatal(err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string][]byte{}
-	for _, f := range zr.File {
-		rc, _ := f.Open()
-		got[strings.TrimPrefix(f.Name, id+"/")], _ = io.ReadAll(rc)
-	}
+	got := readZip(t, buf.Bytes(), id, true)
 	if !bytes.Equal(got[filepath.Base(file)], body) || sumOf(got[manifestName]) != local.SHA256 {
 		t.Fatalf("b's zip: %d files, manifest sha256 %s", len(got), sumOf(got[manifestName]))
 	}
@@ -318,17 +309,7 @@ func TestSharedArchiveExports(t *testing.T) {
 	if err := b.WriteZip(&buf, id); err != nil {
 		t.Fatal(err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, f := range zr.File {
-		if f.Name == id+"/"+rel {
-			found = true
-		}
-	}
-	if !found {
+	if _, found := readZip(t, buf.Bytes(), id, true)[rel]; !found {
 		t.Fatalf("b's zip of %s lacks the export", id)
 	}
 
