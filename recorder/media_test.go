@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -113,22 +114,18 @@ func ffprobe(t *testing.T, path string) probe {
 	return p
 }
 
-// ffmpegErrors decodes the file and returns what ffmpeg reports at level
-// error: nothing for a clean file. in goes before -i, out after it.
-// seekOutput decodes five frames after a seek, each as stored and in the
-// file's millisecond time base: ffmpeg 5.1 otherwise rescales frames to
-// 1/30 s for the null muxer and, after some seek positions, puts two of
-// them on one tick and reports "non monotonically increasing dts", in any
-// 30 fps file with ms timestamps, ffmpeg's own remux of the fixtures
-// included (-ss 1.464 into h264.h264 + opus.ogg remuxed with -c copy).
-// That is not what a seek test is about.
-var seekOutput = []string{"-frames:v", "5", "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"}
+// seekOutput decodes five frames after a seek.
+var seekOutput = []string{"-frames:v", "5"}
 
+// ffmpegErrors decodes the file and returns what ffmpeg reports at level
+// error: nothing for a clean file. in goes before -i, out after it; the
+// frames go to the null muxer with their timestamps as stored
+// (mediacheck.AsStored says why).
 func ffmpegErrors(t *testing.T, path string, in, out []string) string {
 	t.Helper()
 	cmd := append([]string{"-nostdin", "-v", "error"}, in...)
 	cmd = append(cmd, "-i", path)
-	cmd = append(append(cmd, out...), "-f", "null", "-")
+	cmd = append(append(append(cmd, out...), mediacheck.AsStored...), "-f", "null", "-")
 	b, err := exec.Command("ffmpeg", cmd...).CombinedOutput()
 	if err != nil {
 		return string(b) + err.Error()

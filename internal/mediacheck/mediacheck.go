@@ -91,19 +91,23 @@ func Decode(ctx context.Context, target string, inputArgs ...string) error {
 	return decode(ctx, target, inputArgs, nil)
 }
 
-// SeekDecode seeks to at and decodes a few video frames from there, each
-// as stored and in the file's millisecond time base: ffmpeg 5.1 otherwise
-// rescales frames to 1/30 s for the null muxer and, after some seek
-// positions, puts two on one tick and reports "non monotonically
-// increasing dts", in ffmpeg's own remuxes too. That is not what a seek
-// check is about.
+// SeekDecode seeks to at and decodes a few video frames from there.
 func SeekDecode(ctx context.Context, file string, at time.Duration) error {
-	return decode(ctx, file, []string{"-ss", fmt.Sprintf("%.3f", at.Seconds())}, []string{"-frames:v", "5", "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"})
+	return decode(ctx, file, []string{"-ss", fmt.Sprintf("%.3f", at.Seconds())}, []string{"-frames:v", "5"})
 }
+
+// AsStored has ffmpeg hand the null muxer every video frame with its
+// timestamp as stored, in ms. ffmpeg 5.1 otherwise rescales frames to
+// 1/framerate, puts two frames less than a frame interval apart (a
+// recording absorbing a step back of its stream's clock at nine tenths
+// of real time, frames 30 ms apart; some seek positions) on one tick, and
+// reports "non monotonically increasing dts", for ffmpeg's own remuxes
+// too. Frames on one millisecond are still reported.
+var AsStored = []string{"-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"}
 
 func decode(ctx context.Context, target string, inputArgs, outputArgs []string) error {
 	args := append([]string{"-nostdin", "-v", "error"}, inputArgs...)
-	args = append(append(append(args, "-i", target), outputArgs...), "-f", "null", "-")
+	args = append(append(append(append(args, "-i", target), outputArgs...), AsStored...), "-f", "null", "-")
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
