@@ -49,9 +49,9 @@ type Limits struct {
 	// over 2 s): saturated, it would lose media of the sessions it has.
 	MaxSchedLag time.Duration
 	// MaxInputLag refuses new sessions (503) while the gateway is behind
-	// its input (Gate.WatchInput): its WebRTC socket dropping or half
-	// full, or most live streams read later than this; 0 turns the watch
-	// off.
+	// its input (Gate.WatchInput): publishers' packets waiting longer
+	// than this in its WebRTC socket, or the socket dropping or half
+	// full; 0 turns the watch off.
 	MaxInputLag time.Duration
 }
 
@@ -63,9 +63,9 @@ func DefaultLimits() Limits {
 		MaxSchedLag: DefaultMaxSchedLag, MaxInputLag: DefaultMaxInputLag}
 }
 
-// DefaultMaxInputLag is how late most streams may be read before new
-// sessions are refused: a path's jitter is tens of ms and a publisher's
-// pacing of a keyframe a few hundred; a second is a backlog.
+// DefaultMaxInputLag is how long publishers' packets may wait in the
+// gateway's socket before new sessions are refused: a gateway keeping up
+// reads them within milliseconds; a second is a backlog.
 const DefaultMaxInputLag = time.Second
 
 // DefaultMaxSchedLag is the scheduling lag past which new sessions are

@@ -2,7 +2,6 @@ package access
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -13,8 +12,11 @@ import (
 // promptly: when other processes take the machine's CPUs, the whole
 // process waits, and the publishers' media piles up in the WebRTC
 // socket's receive buffer until the kernel drops it. So admission also
-// watches the input itself (Gate.WatchInput): the kernel's drops and fill
-// of that socket, and how late the live streams' packets are read. While
+// watches the input itself (Gate.WatchInput): how long packets wait in
+// that socket before they are read (the kernel stamps their arrival),
+// and the kernel's drops and fill of it. These are the gateway's own
+// backlog, whatever the network does: a congested uplink makes streams
+// late before they arrive (Input.Lateness, shown, not acted on). While
 // the input shows the gateway behind, and for inputHold after, new
 // sessions are refused and the live ones keep what they have.
 
@@ -28,8 +30,15 @@ type Input struct {
 	// opened.
 	Queued, Capacity int
 	Drops            uint64
+	// ReadLag is the longest a packet waited in the sockets before it
+	// was read, since the previous sample; ReadLagKnown is false where
+	// the kernel does not stamp arrivals.
+	ReadLag      time.Duration
+	ReadLagKnown bool
 	// Lateness has one entry per live stream: how much later than its
-	// least delay its latest packet came (live.Clock.Lateness).
+	// least delay its latest packets came (live.Clock.Lateness). A
+	// stream is late for the network's reasons too, so this is counted
+	// (reel_input_late_streams), not acted on.
 	Lateness []time.Duration
 }
 
@@ -40,11 +49,6 @@ const (
 	// last showed the gateway behind: as long as a refused client is
 	// told to wait, so it does not come back into the same backlog.
 	inputHold = retryCapacity
-	// minLateStreams is how many streams must be live for their lateness
-	// to count: one publisher's own queue (a congested uplink) makes its
-	// stream late without the gateway being behind; a gateway behind is
-	// late on most of its streams at once.
-	minLateStreams = 2
 )
 
 // inputWatch samples a probe and says whether the gateway is behind its
@@ -91,25 +95,19 @@ func (w *inputWatch) sample(now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	late := 0
-	var median time.Duration
 	for _, l := range in.Lateness {
 		if l > w.maxLag {
 			late++
 		}
 	}
-	if late > 0 {
-		sorted := slices.Sorted(slices.Values(in.Lateness))
-		median = sorted[len(sorted)/2]
-	}
 	why := ""
 	switch {
 	case in.SocketsKnown && w.started && in.Drops > w.drops:
 		why = fmt.Sprintf("its WebRTC socket overflowed and dropped %d packets of publishers' media in the last %v", in.Drops-w.drops, inputSample)
+	case in.ReadLagKnown && in.ReadLag > w.maxLag:
+		why = fmt.Sprintf("publishers' packets waited up to %v in its WebRTC socket before it read them (limit %v)", in.ReadLag.Round(time.Millisecond), w.maxLag)
 	case in.SocketsKnown && in.Capacity > 0 && in.Queued*2 > in.Capacity:
 		why = fmt.Sprintf("its WebRTC socket's receive buffer is %d%% full", in.Queued*100/in.Capacity)
-	case len(in.Lateness) >= minLateStreams && late*2 > len(in.Lateness):
-		why = fmt.Sprintf("%d of its %d live streams are read more than %v late (the median stream %v)",
-			late, len(in.Lateness), w.maxLag, median.Round(time.Millisecond))
 	}
 	if why != "" {
 		w.behindAt, w.why = now, why
@@ -154,8 +152,12 @@ func (w *inputWatch) collectors() []prometheus.Collector {
 			return float64(in.Queued) / float64(in.Capacity)
 		})),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "reel_input_read_lag_seconds",
+			Help: "The longest a publisher's packet waited in the shared WebRTC UDP socket before the gateway read it, over the last 500 ms; new sessions are refused above limits.max_input_lag.",
+		}, read(func(in Input, _ int) float64 { return in.ReadLag.Seconds() })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reel_input_late_streams",
-			Help: "Live streams whose latest packets were read later than limits.max_input_lag past their least delay.",
+			Help: "Live streams whose latest packets came later than limits.max_input_lag past their least delay (the gateway's backlog or the network's; not acted on).",
 		}, read(func(_ Input, late int) float64 { return float64(late) })),
 	}
 }

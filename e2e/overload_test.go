@@ -76,7 +76,7 @@ func TestGatewayBehindItsInputRefusesNewSessions(t *testing.T) {
 		t.Fatalf("viewers still admitted 3 s after the gateway resumed 2.5 s behind its input")
 	}
 	if refusal.StatusCode != http.StatusServiceUnavailable || !strings.Contains(refusal.Body, "behind its input") ||
-		!strings.Contains(refusal.Body, "live streams are read more than 500ms late") {
+		!strings.Contains(refusal.Body, "waited up to 2.") || !strings.Contains(refusal.Body, "in its WebRTC socket") {
 		t.Fatalf("refusal: %d %s", refusal.StatusCode, refusal.Body)
 	}
 	t.Logf("refused %v after resuming: %s", time.Since(resumed).Round(time.Millisecond), refusal.Body)

@@ -95,8 +95,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
 		if err == nil {
 			_ = conn.SetReadBuffer(muxReadBuffer)
-			socks.add(conn)
-			mux = webrtc.NewICEUDPMux(nil, spreadWrites(conn))
+			mux = webrtc.NewICEUDPMux(nil, socks.open(conn))
 		}
 	}
 	if err != nil {

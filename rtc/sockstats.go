@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
+
+	"github.com/pion/transport/v2"
 )
 
 // A gateway that reads its WebRTC socket too slowly loses publishers'
@@ -28,12 +31,25 @@ type SocketStats struct {
 	// Drops counts packets the kernel dropped on the sockets since they
 	// were opened.
 	Drops uint64
+	// ReadLag is the longest a packet waited in the sockets, from its
+	// arrival to its read, since the previous InputStats; ReadLagKnown is
+	// false where the kernel does not stamp arrivals (readlag.go).
+	ReadLag      time.Duration
+	ReadLagKnown bool
 }
 
 // socketSet is the engine's UDP sockets.
 type socketSet struct {
 	mu    sync.Mutex
 	conns []syscall.Conn
+	lag   readLag
+}
+
+// open records c and returns it as the mux uses it: reads timestamped,
+// writes spread over duplicates of its descriptor.
+func (s *socketSet) open(c transport.UDPConn) transport.UDPConn {
+	s.add(c)
+	return spreadWrites(timeReads(c, &s.lag))
 }
 
 // add records c; a socket that cannot be inspected is left out.
@@ -92,6 +108,7 @@ func (s *socketSet) stats() (SocketStats, error) {
 	if found == 0 {
 		return SocketStats{}, errNoSocketStats
 	}
+	st.ReadLag, st.ReadLagKnown = s.lag.take()
 	return st, nil
 }
 

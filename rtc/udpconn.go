@@ -26,6 +26,9 @@ type spreadConn struct {
 // descriptor, or c itself if it cannot be duplicated.
 func spreadWrites(c transport.UDPConn) transport.UDPConn {
 	u, ok := c.(*net.UDPConn)
+	if r, timed := c.(interface{ rawUDP() *net.UDPConn }); timed {
+		u, ok = r.rawUDP(), true
+	}
 	if !ok {
 		return c
 	}
@@ -87,6 +90,5 @@ func (n spreadNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPC
 	if err != nil {
 		return nil, err
 	}
-	n.socks.add(c)
-	return spreadWrites(c), nil
+	return n.socks.open(c), nil
 }

@@ -288,7 +288,7 @@ func options(c *Config) []option {
 		{"limits.connect_timeout", "end a WHIP/WHEP session whose peer has not connected (ICE+DTLS) this long after the answer", (*durationValue)(&c.Limits.ConnectTimeout)},
 		{"limits.idle_timeout", "end a connected publisher that sends no media for this long; its recording is finalized (0: never)", (*durationValue)(&c.Limits.IdleTimeout)},
 		{"limits.max_sched_lag", "refuse new sessions (503) while the gateway's goroutines wait longer than this for a CPU, 99th percentile over 2 s (0: never)", (*durationValue)(&c.Limits.MaxSchedLag)},
-		{"limits.max_input_lag", "refuse new sessions (503) while the gateway is behind its publishers' media: the WebRTC socket dropping or half full, or most streams read later than this (0: never)", (*durationValue)(&c.Limits.MaxInputLag)},
+		{"limits.max_input_lag", "refuse new sessions (503) while the gateway is behind its publishers' media: their packets waiting longer than this in its WebRTC socket, or the socket dropping or half full (0: never)", (*durationValue)(&c.Limits.MaxInputLag)},
 		{"codecs.video", "video codecs WHIP accepts (an allow-list; its order counts with codecs.prefer server)", (*listValue)(&c.Codecs.Video)},
 		{"codecs.audio", "audio codecs WHIP accepts (an allow-list; its order counts with codecs.prefer server)", (*listValue)(&c.Codecs.Audio)},
 		{"codecs.prefer", "whose order picks the codec: offer (the publisher's, RFC 3264) or server (codecs.video/audio)", (*stringValue)(&c.Codecs.Prefer)},

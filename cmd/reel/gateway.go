@@ -273,15 +273,19 @@ func (g *gateway) buildAccess() error {
 }
 
 // input is how the gateway reads its publishers' media: the WebRTC
-// socket's kernel statistics and every live stream's lateness.
+// socket's kernel statistics and read lag, and every published stream's
+// lateness.
 func (g *gateway) input() access.Input {
 	var in access.Input
 	if st, err := g.engine.InputStats(); err == nil {
 		in.SocketsKnown, in.Queued, in.Capacity, in.Drops = true, st.Queued, st.Capacity, st.Drops
+		in.ReadLag, in.ReadLagKnown = st.ReadLag, st.ReadLagKnown
 	}
 	now := time.Now()
 	for _, s := range g.hub.Streams() {
-		in.Lateness = append(in.Lateness, s.Clock().Lateness(now))
+		if !s.Relayed() { // a relay's lateness is the cluster link's
+			in.Lateness = append(in.Lateness, s.Clock().Lateness(now))
+		}
 	}
 	return in
 }

@@ -1,0 +1,120 @@
+package rtc
+
+import (
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v2"
+)
+
+// The read lag is how long packets waited in the socket, not how long
+// they took to come: a packet read 300 ms after it arrived waited 300 ms.
+func TestReadLagIsTheSocketWait(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("kernel timestamps are read on Linux")
+	}
+	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &socketSet{}
+	c := set.open(in)
+	defer c.Close()
+	if _, ok := c.(*spreadConn); !ok {
+		t.Fatalf("the socket's writes are not spread: %T", c)
+	}
+	out, err := net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	buf := make([]byte, 1500)
+	read := func(want string) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, addr, err := c.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != want || addr.String() != out.LocalAddr().String() {
+			t.Fatalf("read %q from %v: %v", buf[:n], addr, err)
+		}
+	}
+	if _, known := set.lag.take(); known {
+		t.Fatal("a lag is known before any read")
+	}
+	for _, p := range []string{"one", "two"} {
+		if _, err := out.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	read("one")
+	read("two")
+	lag, known := set.lag.take()
+	if !known || lag < 290*time.Millisecond || lag > 2*time.Second {
+		t.Fatalf("packets read 300 ms after they came: lag %v (known %v)", lag, known)
+	}
+	if _, err := out.Write([]byte("three")); err != nil {
+		t.Fatal(err)
+	}
+	read("three")
+	if lag, _ := set.lag.take(); lag > 100*time.Millisecond {
+		t.Errorf("a packet read as it came waited %v", lag)
+	}
+	if st, err := set.stats(); err != nil || !st.ReadLagKnown {
+		t.Errorf("stats %+v, %v", st, err)
+	}
+}
+
+// A read deadline's timeout comes through as the error it is.
+func TestTimedReadTimeout(t *testing.T) {
+	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c transport.UDPConn = timeReads(in, &readLag{})
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	_, addr, err := c.ReadFrom(make([]byte, 10))
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() || addr != nil {
+		t.Fatalf("addr %v (%T), err %v", addr, addr, err)
+	}
+}
+
+// BenchmarkSocketRead: one 1200-byte packet written to and read from a
+// loopback socket, as pion's mux reads it, plain and with the kernel's
+// timestamp noted (the cost the read lag adds to every packet received).
+func BenchmarkSocketRead(b *testing.B) {
+	for _, timed := range []bool{false, true} {
+		name := "plain"
+		if timed {
+			name = "timed"
+		}
+		b.Run(name, func(b *testing.B) {
+			in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var c transport.UDPConn = in
+			if timed {
+				c = timeReads(in, &readLag{})
+			}
+			defer c.Close()
+			out, err := net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer out.Close()
+			pkt, buf := make([]byte, 1200), make([]byte, 1500)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := out.Write(pkt); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := c.ReadFrom(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
