@@ -76,7 +76,10 @@ for mf in mans:
             bad.append(f"{r['file']}: streams {kinds}, ffprobe {d:.2f} s, manifest {r['duration_ms']} ms")
     # One participant's file of every meeting decoded whole.
     r = m["recordings"][0]
-    err = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(mf.parent / r["file"]), "-f", "null", "-"],
+    # Frames to the null muxer with their timestamps as stored (ms), as
+    # internal/mediacheck.AsStored says why.
+    err = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(mf.parent / r["file"]),
+                          "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000", "-f", "null", "-"],
                          capture_output=True, text=True).stderr.strip()
     if err:
         bad.append(f"{r['file']}: ffmpeg decoding: {err.splitlines()[0]}")
