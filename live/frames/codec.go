@@ -177,6 +177,9 @@ func (d *vp8Decoder) decode(pkt *rtp.Packet) ([][]byte, error) {
 	if err != nil {
 		return nil, wait(err, rtpvp8.ErrMorePacketsNeeded, rtpvp8.ErrNonStartingPacketAndNoPrevious)
 	}
+	if len(f) == 0 {
+		return nil, nil // descriptors with no frame after them: nothing to write
+	}
 	return [][]byte{f}, nil
 }
 
