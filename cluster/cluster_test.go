@@ -3,13 +3,13 @@ package cluster
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/url"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/reel-gateway/reel/internal/testlog"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -21,7 +21,7 @@ func testNode(t *testing.T, mr *miniredis.Miniredis, id string, edit func(*Confi
 	t.Helper()
 	hub := live.NewHub(live.Reject)
 	cfg := Config{RedisURL: "redis://" + mr.Addr(), NodeID: id, HTTPURL: "http://" + id + ".test:8080",
-		TTL: testTTL, Edge: true, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		TTL: testTTL, Edge: true, Logger: testlog.New(t)}
 	cfg.Snapshot = func() (Load, []live.StreamInfo) {
 		var l Load
 		var out []live.StreamInfo

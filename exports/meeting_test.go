@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testlog"
 	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/meetings"
 	"github.com/reel-gateway/reel/recorder"
@@ -182,7 +183,7 @@ func newTestManager(t *testing.T, mm *meetings.Manager, cfg Config) *Manager {
 	t.Helper()
 	cfg.Dir, cfg.Meetings = meetingDir, mm
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+		cfg.Logger = testlog.New(t)
 	}
 	m, err := New(cfg)
 	if err != nil {

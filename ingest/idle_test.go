@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v3"
 
+	"github.com/reel-gateway/reel/internal/testlog"
 	"github.com/reel-gateway/reel/internal/whipclient"
 	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/rtc"
@@ -26,7 +26,7 @@ func limitsGateway(t *testing.T, cfg Config) (*live.Hub, *Server, string) {
 	}
 	t.Cleanup(func() { engine.Close() })
 	hub := live.NewHub(live.Reject)
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = testlog.New(t)
 	w := New(hub, engine, cfg)
 	t.Cleanup(w.Close)
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testlog"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -35,7 +36,7 @@ func requireTools(t *testing.T, tools ...string) {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return testlog.New(t)
 }
 
 func newTestRecorder(t *testing.T) *Recorder {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +24,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/reel-gateway/reel/internal/testlog"
 	"github.com/reel-gateway/reel/recorder"
 )
 
@@ -103,7 +103,7 @@ func testStore(t *testing.T, s3 *fakeS3, dir string, edit func(*Config)) *Store 
 	t.Helper()
 	cfg := Config{Endpoint: s3.url(), Bucket: "archive", Prefix: "reel", AccessKey: "key", SecretKey: "secret",
 		Dir: dir, KeepLocal: DefaultKeepLocal, PartSize: 5 << 20, Node: "n1",
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		Logger: testlog.New(t)}
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/reel-gateway/reel/api/problem"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testlog"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -47,7 +47,7 @@ type fixture struct {
 func start(t *testing.T, cfg Config, src hubtest.Source) *fixture {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = testlog.New(t)
 	}
 	f := &fixture{hub: live.NewHub(live.Reject), client: &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}}
 	f.srv = New(cfg, f.hub)
@@ -457,13 +457,6 @@ func TestCloseTwice(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("after Close: status %d, want 503", resp.StatusCode)
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // relay republishes the stream src as dst, dropping one packet in every
