@@ -164,14 +164,15 @@ func (s *Server) sendingTo(name string) bool {
 	return ls != nil && ls.rtsp.Stats().BytesSent > 0
 }
 
-// decode3s has ffmpeg decode 3 s of url over transport, with no message at
-// level error, and checks that it got the frames of those 3 s.
-func decode3s(t *testing.T, url, transport string) {
+// decode3s has ffmpeg decode 3 s of url over transport (with output
+// arguments out, e.g. "-map 0:v"), with no message at level error, and
+// checks that it got the frames of those 3 s.
+func decode3s(t *testing.T, url, transport string, out ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", transport,
-		"-i", url, "-t", "3", "-f", "null", "-progress", "pipe:1", "-")
+	args := append([]string{"-nostdin", "-v", "error", "-rtsp_transport", transport, "-i", url, "-t", "3"}, out...)
+	cmd := exec.CommandContext(ctx, "ffmpeg", append(args, "-f", "null", "-progress", "pipe:1", "-")...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	progress, err := cmd.Output()

@@ -37,8 +37,15 @@ func TestSimulcastLayers(t *testing.T) {
 					t.Errorf("%s: ffprobe sees %+v and %+v, want %s %dx%d and opus", path, v, a, c.name, want[0], want[1])
 				}
 			}
-			decode3s(t, streamURL(s, "sim?layer=low"), "udp")
-			decode3s(t, streamURL(s, "sim"), "tcp")
+			// The layers' pictures are decoded; audio is not this test's
+			// subject. A reader that starts after the stream's clock
+			// settled is placed by RTP-Info until gortsplib's first Sender
+			// Report, which moves a track whose packets came late at PLAY
+			// (README, RTSP: a known limitation), and ffmpeg logs audio
+			// going back when the fixture's audio came more than a frame
+			// late (CI, under load). TestLipSyncEndToEnd judges RTSP audio.
+			decode3s(t, streamURL(s, "sim?layer=low"), "udp", "-map", "0:v")
+			decode3s(t, streamURL(s, "sim"), "tcp", "-map", "0:v")
 			if _, err := ffprobe(t, streamURL(s, "sim?layer=x"), "tcp"); err == nil {
 				t.Error("a layer the stream does not have was served")
 			}
