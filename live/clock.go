@@ -94,11 +94,11 @@ type Clock struct {
 	// delay estimates gateway time minus publisher NTP time, in ns, from
 	// packets of tracks that have a Sender Report.
 	delay minEstimator
-	// late is how much later the latest packet came than its track's
-	// least delay says (ns): the gateway's backlog, or the path's. peak
-	// is the most of it since peakAt, held for lateHold.
-	late, peak int64
-	peakAt     time.Time
+	// peak is the most any packet since peakAt came later than its
+	// track's least delay says (ns), held for lateHold: the gateway's
+	// backlog, or the path's.
+	peak   int64
+	peakAt time.Time
 }
 
 // trackClock is one track's part of the model.
@@ -242,9 +242,8 @@ func (c *Clock) observe(t *Track, rtp uint32, arrival time.Time) {
 		tc.arr = minEstimator{}
 	}
 	tc.arr.add(x, arrival)
-	c.late = x - tc.arr.est
-	if c.late >= c.peak || arrival.Sub(c.peakAt) > lateHold {
-		c.peak, c.peakAt = c.late, arrival
+	if late := x - tc.arr.est; late >= c.peak || arrival.Sub(c.peakAt) > lateHold {
+		c.peak, c.peakAt = late, arrival
 	}
 	if tc.hasSR {
 		d := at - tc.ntpOf(tc.lastExt)
