@@ -57,49 +57,29 @@ type inputWatch struct {
 	maxLag time.Duration
 	probe  func() Input
 
-	mu        sync.Mutex
-	started   bool
-	drops     uint64 // at the previous sample
-	behindAt  time.Time
-	why       string
-	last      Input
-	late      int // streams later than maxLag at the last sample
-	stop      chan struct{}
-	stoppedMu sync.Once
+	mu       sync.Mutex
+	started  bool
+	drops    uint64 // at the previous sample
+	behindAt time.Time
+	why      string
+	last     Input
+	poller
 }
 
 func newInputWatch(maxLag time.Duration, probe func() Input) *inputWatch {
-	w := &inputWatch{maxLag: maxLag, probe: probe, stop: make(chan struct{})}
+	w := &inputWatch{maxLag: maxLag, probe: probe, poller: newPoller()}
 	w.sample(time.Now())
 	return w
 }
 
-func (w *inputWatch) run() {
-	t := time.NewTicker(inputSample)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case now := <-t.C:
-			w.sample(now)
-		}
-	}
-}
-
-func (w *inputWatch) close() { w.stoppedMu.Do(func() { close(w.stop) }) }
+// run samples every inputSample until close.
+func (w *inputWatch) run() { w.every(inputSample, w.sample) }
 
 // sample reads the probe once and updates the verdict.
 func (w *inputWatch) sample(now time.Time) {
 	in := w.probe()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	late := 0
-	for _, l := range in.Lateness {
-		if l > w.maxLag {
-			late++
-		}
-	}
 	why := ""
 	switch {
 	case in.SocketsKnown && w.started && in.Drops > w.drops:
@@ -112,7 +92,7 @@ func (w *inputWatch) sample(now time.Time) {
 	if why != "" {
 		w.behindAt, w.why = now, why
 	}
-	w.started, w.drops, w.last, w.late = in.SocketsKnown, in.Drops, in, late
+	w.started, w.drops, w.last = in.SocketsKnown, in.Drops, in
 }
 
 // behind is why the gateway is behind its input, or "" when it has kept
@@ -130,22 +110,22 @@ func (w *inputWatch) behind(now time.Time) string {
 }
 
 func (w *inputWatch) collectors() []prometheus.Collector {
-	read := func(f func(Input, int) float64) func() float64 {
+	read := func(f func(Input) float64) func() float64 {
 		return func() float64 {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			return f(w.last, w.late)
+			return f(w.last)
 		}
 	}
 	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "reel_input_socket_drops_total",
 			Help: "Packets the kernel dropped on the shared WebRTC UDP socket because its receive buffer was full (publishers' media lost before Reel read it).",
-		}, read(func(in Input, _ int) float64 { return float64(in.Drops) })),
+		}, read(func(in Input) float64 { return float64(in.Drops) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reel_input_socket_queue_ratio",
 			Help: "How full the shared WebRTC UDP socket's receive buffer is (0 to 1); new sessions are refused above 0.5.",
-		}, read(func(in Input, _ int) float64 {
+		}, read(func(in Input) float64 {
 			if in.Capacity == 0 {
 				return 0
 			}
@@ -154,10 +134,18 @@ func (w *inputWatch) collectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reel_input_read_lag_seconds",
 			Help: "The longest a publisher's packet waited in the shared WebRTC UDP socket before the gateway read it, over the last 500 ms; new sessions are refused above limits.max_input_lag.",
-		}, read(func(in Input, _ int) float64 { return in.ReadLag.Seconds() })),
+		}, read(func(in Input) float64 { return in.ReadLag.Seconds() })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "reel_input_late_streams",
 			Help: "Live streams whose latest packets came later than limits.max_input_lag past their least delay (the gateway's backlog or the network's; not acted on).",
-		}, read(func(_ Input, late int) float64 { return float64(late) })),
+		}, read(func(in Input) float64 {
+			late := 0
+			for _, l := range in.Lateness {
+				if l > w.maxLag {
+					late++
+				}
+			}
+			return float64(late)
+		})),
 	}
 }

@@ -29,37 +29,49 @@ const schedLatencies = "/sched/latencies:seconds"
 // schedLag follows the 99th percentile of goroutines' scheduling
 // latencies over the last lagWindow samples. Safe for concurrent use.
 type schedLag struct {
-	mu      sync.Mutex
-	sample  []metrics.Sample
-	prev    []uint64
-	window  [lagWindow][]uint64 // counts per bucket, one per sample
-	next    int
-	lag     time.Duration
-	stop    chan struct{}
-	stopped sync.Once
+	mu     sync.Mutex
+	sample []metrics.Sample
+	prev   []uint64
+	window [lagWindow][]uint64 // counts per bucket, one per sample
+	next   int
+	lag    time.Duration
+	poller
 }
 
 func newSchedLag() *schedLag {
-	s := &schedLag{sample: []metrics.Sample{{Name: schedLatencies}}, stop: make(chan struct{})}
+	s := &schedLag{sample: []metrics.Sample{{Name: schedLatencies}}, poller: newPoller()}
 	s.read() // the baseline: waits before now are not counted
 	return s
 }
 
 // run samples every lagSample until close.
-func (s *schedLag) run() {
-	t := time.NewTicker(lagSample)
+func (s *schedLag) run() { s.every(lagSample, func(time.Time) { s.read() }) }
+
+// poller runs a sampler's loop: one call per period until close. The
+// gate's load measures (the scheduling lag, the input watch) share it.
+type poller struct {
+	stop    chan struct{}
+	stopped *sync.Once
+}
+
+func newPoller() poller { return poller{stop: make(chan struct{}), stopped: &sync.Once{}} }
+
+// every calls f with each tick's time until close.
+func (p poller) every(period time.Duration, f func(time.Time)) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-p.stop:
 			return
-		case <-t.C:
-			s.read()
+		case now := <-t.C:
+			f(now)
 		}
 	}
 }
 
-func (s *schedLag) close() { s.stopped.Do(func() { close(s.stop) }) }
+// close ends every; safe to call twice.
+func (p poller) close() { p.stopped.Do(func() { close(p.stop) }) }
 
 // read takes one sample: the waits since the previous one go into the
 // window, and the percentile is computed again.
