@@ -15,21 +15,13 @@ func TestReadLagIsTheSocketWait(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("kernel timestamps are read on Linux")
 	}
-	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, out := loopback(t)
 	set := &socketSet{}
 	c := set.open(in)
 	defer c.Close()
 	if _, ok := c.(*spreadConn); !ok {
 		t.Fatalf("the socket's writes are not spread: %T", c)
 	}
-	out, err := net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
 	buf := make([]byte, 1500)
 	read := func(want string) {
 		t.Helper()
@@ -68,10 +60,7 @@ func TestReadLagIsTheSocketWait(t *testing.T) {
 
 // A read deadline's timeout comes through as the error it is.
 func TestTimedReadTimeout(t *testing.T) {
-	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, _ := loopback(t)
 	var c transport.UDPConn = timeReads(in, &readLag{})
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
@@ -91,20 +80,11 @@ func BenchmarkSocketRead(b *testing.B) {
 			name = "timed"
 		}
 		b.Run(name, func(b *testing.B) {
-			in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				b.Fatal(err)
-			}
+			in, out := loopback(b)
 			var c transport.UDPConn = in
 			if timed {
 				c = timeReads(in, &readLag{})
 			}
-			defer c.Close()
-			out, err := net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer out.Close()
 			pkt, buf := make([]byte, 1200), make([]byte, 1500)
 			b.ReportAllocs()
 			for b.Loop() {

@@ -11,11 +11,7 @@ func TestSocketStatsSeeDrops(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the kernel's UDP statistics are read from Linux's /proc")
 	}
-	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	in, out := loopback(t)
 	if err := in.SetReadBuffer(64 << 10); err != nil {
 		t.Fatal(err)
 	}
@@ -29,11 +25,6 @@ func TestSocketStatsSeeDrops(t *testing.T) {
 		t.Fatalf("fresh socket: %+v", before)
 	}
 
-	out, err := net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
 	pkt := make([]byte, 1200)
 	const sent = 1000 // 1.2 MB into a 128 KB buffer
 	for range sent {
@@ -100,4 +91,20 @@ func TestAddUDPLines(t *testing.T) {
 	if n != 2 || st != (SocketStats{Queued: 0xA00 + 0x100, Capacity: 8192 + 4096, Drops: 20}) {
 		t.Fatalf("%d lines, %+v", n, st)
 	}
+}
+
+// loopback is a UDP socket on 127.0.0.1 and a socket connected to it,
+// both closed when tb ends.
+func loopback(tb testing.TB) (in, out *net.UDPConn) {
+	tb.Helper()
+	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { in.Close() })
+	if out, err = net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr)); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { out.Close() })
+	return in, out
 }
