@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/internal/testmedia"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
@@ -321,8 +322,8 @@ func TestMeetingExports(t *testing.T) {
 
 // decodeClean decodes every stream of path and returns ffmpeg's errors.
 func decodeClean(path string) string {
-	out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", "0", "-fps_mode", "passthrough",
-		"-enc_time_base:v", "1:1000", "-f", "null", "-").CombinedOutput()
+	args := append([]string{"-nostdin", "-v", "error", "-i", path, "-map", "0"}, mediacheck.AsStored...)
+	out, err := exec.Command("ffmpeg", append(args, "-f", "null", "-")...).CombinedOutput()
 	if err != nil {
 		return string(out) + err.Error()
 	}

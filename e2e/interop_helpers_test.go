@@ -526,8 +526,8 @@ func decodeLive(t *testing.T, ctx context.Context, url string, inputArgs ...stri
 func ffmpegDecode(t *testing.T, ctx context.Context, target string, inputArgs, outputArgs []string) error {
 	t.Helper()
 	args := append([]string{"-nostdin", "-v", "error"}, inputArgs...)
-	args = append(append(append(args, "-i", target, "-map", "0"), outputArgs...),
-		"-fps_mode", "passthrough", "-enc_time_base:v", "1:1000", "-enc_time_base", "-1", "-f", "null", "-")
+	args = append(append(append(append(args, "-i", target, "-map", "0"), outputArgs...), mediacheck.AsStored...),
+		"-enc_time_base", "-1", "-f", "null", "-")
 	out, err := exec.CommandContext(ctx, "ffmpeg", args...).CombinedOutput()
 	var bad []string
 	noted := map[string]bool{}
@@ -694,8 +694,7 @@ func checkInteropRecording(t *testing.T, file string, want wantRecording, publis
 	// A seek lands on the cue point before it: that must be a keyframe.
 	for _, at := range []time.Duration{d / 4, d / 2, d * 3 / 4} {
 		ss := []string{"-ss", fmt.Sprintf("%.3f", at.Seconds())}
-		// Each frame as stored (see mediacheck.SeekDecode).
-		if err := ffmpegDecode(t, ctx, file, ss, []string{"-frames:v", "10", "-fps_mode", "passthrough", "-enc_time_base:v", "1:1000"}); err != nil {
+		if err := ffmpegDecode(t, ctx, file, ss, []string{"-frames:v", "10"}); err != nil {
 			t.Fatalf("seek to %v: %v", at, err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/internal/testlog"
 	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/meetings"
@@ -258,14 +259,12 @@ func num(s string) float64 {
 }
 
 // decodeErrors decodes path completely and returns what ffmpeg reports
-// at level error. Video frames go to the null muxer as they are, in ms:
-// ffmpeg 5.1 otherwise rescales them to the stream's frame rate and, for
-// a recording's jittered timestamps, reports two on one tick as "non
-// monotonically increasing dts" (see recorder's seekOutput).
+// at level error, video frames with their timestamps as stored
+// (mediacheck.AsStored says why).
 func decodeErrors(t *testing.T, path string) string {
 	t.Helper()
-	out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-threads", "1", "-i", path, "-map", "0",
-		"-fps_mode", "passthrough", "-enc_time_base:v", "1:1000", "-f", "null", "-").CombinedOutput()
+	args := append([]string{"-nostdin", "-v", "error", "-threads", "1", "-i", path, "-map", "0"}, mediacheck.AsStored...)
+	out, err := exec.Command("ffmpeg", append(args, "-f", "null", "-")...).CombinedOutput()
 	if err != nil {
 		return string(out) + err.Error()
 	}
