@@ -45,7 +45,10 @@ func TestMulticast(t *testing.T) {
 	}
 
 	hub := live.NewHub(live.Reject)
-	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true})
+	// The fixture answers each PLAY's keyframe request as an encoder
+	// does: a reader joining the group mid-GOP would otherwise decode
+	// pictures whose references it never got, and ffmpeg logs each.
+	publish(t, hub, "cam", hubtest.Source{Video: live.H264, Audio: true, Loop: true, KeyframeOnRequest: true})
 	s := startServerWith(t, hub, func(cfg *Config) {
 		cfg.MulticastIPRange = "224.1.0.0/16"
 		rtpPort := freeUDPPair(t)
