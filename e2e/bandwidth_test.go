@@ -162,11 +162,32 @@ func TestHLSjsSwitchesVariants(t *testing.T) {
 	limited := time.Now()
 	waitFor(t, 60*time.Second, "hls.js on a lower level once the link is limited", func() bool { r = poll(); return r.CurrentLevel < 2 })
 	step(t, start, "limited to %d kbit/s: hls.js moved to level %d after %v", limit, r.CurrentLevel, time.Since(limited).Round(100*time.Millisecond))
-	before := r.CurrentTime
-	time.Sleep(4 * time.Second)
-	if r = poll(); r.CurrentTime-before < 2 {
-		t.Errorf("the video played %.1f s in 4 s on the lower level", r.CurrentTime-before)
+	// The switch may come after the top level's buffer ran dry, and
+	// hls.js, its estimate still the unlimited link's, may go back up
+	// once before it settles lower (seen: 2 → 1 → 2 → 0 within 8 s); it
+	// rebuffers on the way. So the video must play at least 3 s of some
+	// 4 s within 20 s of the first switch down.
+	type sample struct {
+		at   time.Time
+		play float64
 	}
+	samples := []sample{{time.Now(), r.CurrentTime}}
+	best := 0.0
+	for best < 3 && time.Since(samples[0].at) < 20*time.Second {
+		time.Sleep(500 * time.Millisecond)
+		r = poll()
+		now := sample{time.Now(), r.CurrentTime}
+		samples = append(samples, now)
+		for _, s := range samples {
+			if now.at.Sub(s.at) >= 4*time.Second {
+				best = max(best, (now.play-s.play)*4/now.at.Sub(s.at).Seconds())
+			}
+		}
+	}
+	if best < 3 {
+		t.Errorf("on the lower level the video played at best %.1f s in 4 s over the 20 s after the switch", best)
+	}
+	step(t, start, "on the lower level: %.1f s played in 4 s", best)
 	t.Logf("hls.js switches %+v; recovered warnings %v", r.Switches, r.Warnings)
 	link.limit(0)
 }
