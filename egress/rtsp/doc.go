@@ -11,5 +11,6 @@
 // handler.go the RTSP requests and their status codes, auth.go the
 // credentials, stream.go one live stream bound to its ServerStream,
 // padding.go the filter for browsers' padding-only packets, setupgate.go
-// the guard around a gortsplib race between concurrent SETUPs.
+// the guard around a gortsplib race between concurrent SETUPs, batchconn.go
+// the TCP readers' connections, which send a frame's packets in one write.
 package rtsp

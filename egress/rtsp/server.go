@@ -167,13 +167,15 @@ func (s *Server) Start() error {
 		// Digest cannot do.
 		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
 		// Listen records the real address when the port is 0. It runs
-		// inside srv.Start, under s.mu.
+		// inside srv.Start, under s.mu. Its connections batch their
+		// writes (batchconn.go).
 		Listen: func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
-			if err == nil {
-				s.addr = ln.Addr()
+			if err != nil {
+				return nil, err
 			}
-			return ln, err
+			s.addr = ln.Addr()
+			return batchListener{ln}, nil
 		},
 	}
 	if s.cfg.TLSCert != "" || s.cfg.TLSKey != "" {

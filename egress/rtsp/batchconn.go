@@ -1,0 +1,195 @@
+package rtsp
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// gortsplib writes each packet to a TCP reader as its own write, after
+// setting the connection's write deadline: two system calls per packet
+// per reader, and over TCP each write is a segment through the stack.
+// The packets of one video frame reach a reader together, so its
+// connection gathers what is written within writeBatchDelay and sends it
+// in one write, with one deadline. A reader waits at most that much more
+// for a packet; nothing is reordered, and each of gortsplib's writes
+// (a packet, an RTSP response, a TLS record) stays whole.
+const (
+	// writeBatchDelay is the longest a written byte waits to be sent.
+	writeBatchDelay = time.Millisecond
+	// writeBatchMax is the size at which a batch is sent at once: a
+	// frame of a 2.5 Mbit/s stream fits, a keyframe's packets go out in a
+	// few writes rather than one huge one.
+	writeBatchMax = 16 << 10
+	// deadlineSlack is how much earlier than asked a write deadline may
+	// be: gortsplib asks for now+WriteTimeout before every packet, and
+	// moving the connection's deadline costs a lock and a timer, so it is
+	// moved once it is this much behind.
+	deadlineSlack = time.Second
+)
+
+// batchPool holds the batches' buffers between flushes, so idle readers
+// hold none and a flush allocates nothing.
+var batchPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, writeBatchMax)
+	return &b
+}}
+
+// batchListener accepts connections that batch their writes.
+type batchListener struct{ net.Listener }
+
+func (l batchListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newBatchConn(c), nil
+}
+
+// batchConn is a reader's connection that gathers its writes for up to
+// writeBatchDelay. Reads and everything else go to the connection.
+type batchConn struct {
+	net.Conn
+	timer *time.Timer
+
+	mu       sync.Mutex
+	buf      *[]byte   // pending bytes; nil when none
+	deadline time.Time // the latest write deadline asked for
+	applied  time.Time // the connection's write deadline
+	armed    bool      // the timer will flush
+	err      error     // a failed flush's: every later write fails
+	closed   bool
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c}
+	b.timer = time.AfterFunc(time.Hour, b.flushLater)
+	b.timer.Stop()
+	return b
+}
+
+// Write queues p to be sent within writeBatchDelay. An error of an
+// earlier flush is returned here: the bytes before p were lost, so the
+// connection is unusable.
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, net.ErrClosed
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.buf != nil && len(*b.buf)+len(p) > writeBatchMax {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) >= writeBatchMax { // too big to gather: sent as it is
+		if err := b.applyDeadline(); err != nil {
+			return 0, err
+		}
+		n, err := b.Conn.Write(p)
+		if err != nil {
+			b.fail(err)
+		}
+		return n, err
+	}
+	if b.buf == nil {
+		b.buf = batchPool.Get().(*[]byte)
+	}
+	*b.buf = append(*b.buf, p...)
+	if !b.armed {
+		b.armed = true
+		b.timer.Reset(writeBatchDelay)
+	}
+	return len(p), nil
+}
+
+// SetWriteDeadline applies to the next flush: gortsplib sets one before
+// every packet, and the connection needs it once per write it makes.
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
+	b.mu.Lock()
+	b.deadline = t
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *batchConn) SetDeadline(t time.Time) error {
+	_ = b.SetWriteDeadline(t)
+	return b.Conn.SetReadDeadline(t)
+}
+
+// Close sends what is pending (an RTSP response before a close must
+// arrive), then closes the connection.
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	if !b.closed && b.err == nil {
+		_ = b.flushLocked()
+	}
+	b.closed = true
+	b.timer.Stop()
+	b.release()
+	b.mu.Unlock()
+	return b.Conn.Close()
+}
+
+// flushLater is the timer's: it sends what gathered since it was armed.
+func (b *batchConn) flushLater() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.armed = false
+	if !b.closed && b.err == nil {
+		_ = b.flushLocked()
+	}
+}
+
+// flushLocked sends the pending bytes in one write.
+func (b *batchConn) flushLocked() error {
+	if b.buf == nil {
+		return nil
+	}
+	defer b.release()
+	if len(*b.buf) == 0 {
+		return nil
+	}
+	if err := b.applyDeadline(); err != nil {
+		b.fail(err)
+		return err
+	}
+	if _, err := b.Conn.Write(*b.buf); err != nil {
+		b.fail(err)
+		return err
+	}
+	return nil
+}
+
+// applyDeadline moves the connection's write deadline to the one asked
+// for, unless it is at most deadlineSlack earlier.
+func (b *batchConn) applyDeadline() error {
+	d, a := b.deadline, b.applied
+	if d.Equal(a) || (!a.IsZero() && !d.IsZero() && !d.Before(a) && d.Sub(a) <= deadlineSlack) {
+		return nil
+	}
+	if err := b.Conn.SetWriteDeadline(d); err != nil {
+		return err
+	}
+	b.applied = d
+	return nil
+}
+
+// fail keeps a write's error for every later write and closes the
+// connection: part of a batch may have been sent, so the byte stream is
+// broken, and gortsplib's reader of it stops at once.
+func (b *batchConn) fail(err error) {
+	b.err = err
+	_ = b.Conn.Close()
+}
+
+func (b *batchConn) release() {
+	if b.buf != nil {
+		*b.buf = (*b.buf)[:0]
+		batchPool.Put(b.buf)
+		b.buf = nil
+	}
+}
