@@ -227,7 +227,7 @@ func runMeeting(t *testing.T, impaired bool) {
 	dir := filepath.Join(g.Recordings, room, id)
 
 	joins := map[string][]posted{"ana": goPosts.posts, "bea": {pagePost(t, bea)}, "cy": {gstPost(t, cyEv)}}
-	checkJoins(t, man, joins, !impaired)
+	checkJoins(t, man, joins)
 	checkEvents(t, man)
 	checkTimeline(t, ctx, man, dir)
 	if t.Failed() {
@@ -334,10 +334,15 @@ func oneOccurrence(t *testing.T, g *gateway, room string) string {
 }
 
 // checkJoins: every session's join lies between its POST and the answer
-// (the manifest's ms are truncated), and, on a clean path, within 40 ms
-// of the POST.
-func checkJoins(t *testing.T, man mtgManifest, joins map[string][]posted, strict bool) {
+// (the manifest's ms are truncated): the gateway takes the join when it
+// accepts the session, inside that window, and the window is all a client
+// knows of it. On a clean path the window is under 40 ms for most joins,
+// so those are within 40 ms of the truth (logged); a POST on a loaded
+// machine may take longer (seen in CI: Chromium's, answered 66 ms after
+// it was sent, joined at 40.3 ms), and then the window is what bounds it.
+func checkJoins(t *testing.T, man mtgManifest, joins map[string][]posted) {
 	t.Helper()
+	narrow, all := 0, 0
 	for _, p := range man.Participants {
 		want := joins[p.Name]
 		if len(p.Sessions) != len(want) {
@@ -352,11 +357,13 @@ func checkJoins(t *testing.T, man mtgManifest, joins map[string][]posted, strict
 			if got < sent-time.Millisecond || got > answered+time.Millisecond {
 				t.Errorf("%s's join %d at %v is outside its POST, %v to %v", p.Name, i, got, sent, answered)
 			}
-			if strict && (got-sent).Abs() > alignTolerance {
-				t.Errorf("%s's join %d at %v is %v from the POST, want within %v", p.Name, i, got, got-sent, alignTolerance)
+			all++
+			if answered-sent <= alignTolerance {
+				narrow++
 			}
 		}
 	}
+	t.Logf("%d of %d joins known to within %v (their POST answered that fast)", narrow, all, alignTolerance)
 	if len(man.Participants) != 3 {
 		t.Errorf("participants: %+v", man.Participants)
 	}
