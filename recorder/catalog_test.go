@@ -19,9 +19,16 @@ import (
 // until every file is final.
 func publishAll(t *testing.T, r *Recorder, stream string, src hubtest.Source) {
 	t.Helper()
+	publishUntil(context.Background(), t, r, stream, src)
+}
+
+// publishUntil publishes src (looping, if it says so) until ctx ends,
+// and waits for the recording to finish.
+func publishUntil(ctx context.Context, t *testing.T, r *Recorder, stream string, src hubtest.Source) {
+	t.Helper()
 	hub := live.NewHub(live.Reject)
 	hub.OnPublish(r.Record)
-	p, err := hubtest.Publish(context.Background(), hub, stream, src)
+	p, err := hubtest.Publish(ctx, hub, stream, src)
 	if err != nil {
 		t.Fatal(err)
 	}

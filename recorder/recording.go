@@ -88,6 +88,14 @@ type trackState struct {
 	layer     *live.Track
 	pre       map[*live.Track]*frames.Assembler
 	preFrames map[*live.Track][]frames.Frame // since each layer's last keyframe
+	// next is a better layer that appeared after the choice, assembled
+	// by nextAsm until its first keyframe (simulcast.go); respec marks
+	// that keyframe, which starts a new segment with its picture.
+	next       *live.Track
+	nextAsm    *frames.Assembler
+	nextAsked  time.Time
+	checkedTop time.Time
+	respec     bool
 
 	// Frames are placed by their Time on the stream's timeline (the
 	// stream's clock model, live.Clock), in ms after t0. jumpMS shifts a
@@ -465,13 +473,23 @@ func (rc *recording) place(ts *trackState, f *frame, at time.Time) error {
 	if ms < 0 {
 		return nil // before the first picture
 	}
+	var spec *trackSpec
+	if ts.respec {
+		if !f.keyframe || f.width == 0 || f.height == 0 || (f.codecPrivate == nil && needsCodecPrivate(ts.track.Codec)) {
+			rc.requestKeyframe(false)
+			return nil // the new layer's picture starts at a keyframe that says its size
+		}
+		next := rc.specs[ts.index]
+		next.width, next.height, next.codecPrivate = f.width, f.height, f.codecPrivate
+		spec, ts.respec = &next, false
+	}
 	floor, inOrder := ts.floorMS(f.rtpTS)
 	ms = max(ms, floor, ts.lastMS+1)
 	ts.lastMS = ms
 	if inOrder {
 		ts.anchored, ts.anchorMS, ts.anchorRTP = true, ms, f.rtpTS
 	}
-	for _, q := range rc.il.push(queuedFrame{track: ts.index, keyframe: f.keyframe, ts: ms, data: f.data, queued: rc.now}, rc.now) {
+	for _, q := range rc.il.push(queuedFrame{track: ts.index, keyframe: f.keyframe, ts: ms, data: f.data, queued: rc.now, spec: spec}, rc.now) {
 		if err := rc.write(q); err != nil {
 			return err
 		}
@@ -518,10 +536,17 @@ func (rc *recording) write(q queuedFrame) error {
 		return errStopped
 	}
 	// Track 0 is the video track, or the only audio one: a segment ends
-	// just before one of its keyframes (every Opus frame is one).
-	if seg := rc.rec.segment.Milliseconds(); seg > 0 && q.track == 0 && q.ts-rc.segOffset >= seg-segmentSlackMS {
+	// just before one of its keyframes (every Opus frame is one), or
+	// before the first keyframe of a better simulcast layer, whose
+	// picture the next segment's header describes.
+	switch seg := rc.rec.segment.Milliseconds(); {
+	case q.spec != nil:
+		if err := rc.cut(q.ts, q.track, q.spec); err != nil {
+			return err
+		}
+	case seg > 0 && q.track == 0 && q.ts-rc.segOffset >= seg-segmentSlackMS:
 		if q.keyframe {
-			if err := rc.cut(q.ts); err != nil {
+			if err := rc.cut(q.ts, 0, nil); err != nil {
 				return err
 			}
 		} else {
@@ -543,13 +568,22 @@ func (rc *recording) write(q queuedFrame) error {
 
 // cut finishes the current file and opens the next segment, which starts
 // with the frame at ts (a keyframe) on the recording's timeline: every
-// frame goes to exactly one file, so segments join without a gap.
-func (rc *recording) cut(ts int64) error {
+// frame goes to exactly one file, so segments join without a gap. spec,
+// if set, is track's new description from that frame on.
+func (rc *recording) cut(ts int64, track int, spec *trackSpec) error {
 	start := rc.meta.Start.Add(time.Duration(ts-rc.segOffset) * time.Millisecond)
 	rc.closeFile(nil)
 	if reason := rc.rec.guard.check(); reason != "" {
 		rc.log.Error("recording stopped at a segment boundary", "reason", reason)
 		return errStopped
+	}
+	if spec != nil {
+		rc.specs[track] = *spec
+		if spec.width > 0 { // video
+			rc.mu.Lock()
+			rc.meta.Width, rc.meta.Height = spec.width, spec.height
+			rc.mu.Unlock()
+		}
 	}
 	rc.segOffset = ts
 	if err := rc.openFile(start); err != nil {

@@ -1,6 +1,8 @@
 package recorder
 
 import (
+	"time"
+
 	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/live/frames"
 )
@@ -8,13 +10,30 @@ import (
 // A simulcast publisher's video is recorded from its top layer: the
 // biggest picture, once the hub has ranked the layers (live.TopLayer,
 // within live.LayerSettle of the first packet). Until then every layer is
-// assembled and its frames since its last keyframe kept (at most
+// assembled and its frames from its first keyframe kept (at most
 // maxPreFrames), so that the recording of the layer chosen starts at the
-// keyframe it has already sent, not at the next one. The recording keeps
-// that layer: its picture size and parameter sets are the file's.
+// first keyframe it sent, not at the next one.
+//
+// A browser holds its top layer back while its bandwidth estimate ramps up,
+// sometimes past the settling time, so the layer chosen may not be the
+// best for long. The ranking is looked at again every topCheck; when a
+// better layer has come, the recording asks for its keyframe, assembles
+// it beside the one recorded, and at that keyframe moves to it: the
+// frames before it end the current segment, and a new segment, whose
+// header has the new picture size and parameter sets, starts with it
+// (a Matroska track has one size). Nothing is lost or doubled between
+// the two: every frame goes to exactly one file.
 
-// maxPreFrames bounds the frames kept per layer until the choice.
-const maxPreFrames = 90
+// maxPreFrames bounds the frames kept per layer until the choice: more
+// than live.LayerSettle holds at 60 fps, so the frames from a layer's
+// first keyframe are all still kept when the choice waits that long for
+// a layer that has not come (a recording whose top layer came late lost
+// its first 3 s when only the frames since the latest keyframe were kept,
+// at most 90). A few MB for a 1080p layer.
+const maxPreFrames = 300
+
+// topCheck is how often the recorded layer's packets look for a better one.
+const topCheck = time.Second
 
 // inRecordedLayer reports whether p, a packet of a layer of ts's track, is
 // of the layer recorded. Until the layers are ranked every layer is
@@ -28,7 +47,87 @@ func (rc *recording) inRecordedLayer(ts *trackState, p *live.Packet) bool {
 		}
 		rc.chooseLayer(ts, top)
 	}
-	return p.Track == ts.layer
+	switch p.Track {
+	case ts.layer:
+		rc.watchTop(ts, p.Arrival)
+		return true
+	case ts.next:
+		rc.assembleNext(ts, p)
+	}
+	return false
+}
+
+// watchTop starts assembling a layer that now ranks above the one
+// recorded, and asks for its keyframe.
+func (rc *recording) watchTop(ts *trackState, now time.Time) {
+	if now.Sub(ts.checkedTop) < topCheck {
+		return
+	}
+	ts.checkedTop = now
+	top := ts.track.TopLayer()
+	if top == nil || top == ts.layer || top == ts.next {
+		return
+	}
+	// Only a picture seen to be bigger: a ranking by bitrate (sizes not
+	// all known yet) may swap layers back and forth, a segment each time.
+	tw, th := top.Size()
+	lw, lh := ts.layer.Size()
+	if tw*th <= lw*lh {
+		return
+	}
+	asm, err := rc.layerAssembler(ts, top)
+	if err != nil {
+		return
+	}
+	ts.next, ts.nextAsm, ts.nextAsked = top, asm, now
+	rc.selectLayers(live.LayerMask(ts.layer, top))
+	rc.stream.RequestLayerKeyframe(top)
+	w, h := top.Size()
+	rc.log.Info("a better simulcast layer came; recording moves to it at its keyframe", "rid", top.RID, "width", w, "height", h)
+}
+
+// assembleNext assembles a packet of the better layer; its first keyframe
+// moves the recording to it.
+func (rc *recording) assembleNext(ts *trackState, p *live.Packet) {
+	if p.Arrival.Sub(ts.nextAsked) >= keyframeRetry {
+		ts.nextAsked = p.Arrival
+		rc.stream.RequestLayerKeyframe(ts.next)
+	}
+	l := ts.next
+	ts.nextAsm.Push(p, func(f frames.Frame) {
+		switch {
+		case ts.layer == l: // moved by an earlier frame of this push
+			ts.emit(f)
+		case f.Keyframe:
+			rc.moveToLayer(ts, f)
+		}
+	})
+}
+
+// moveToLayer records ts.next from its keyframe f on.
+func (rc *recording) moveToLayer(ts *trackState, f frames.Frame) {
+	from := ts.layer
+	ts.layer, ts.asm, ts.next, ts.nextAsm = ts.next, ts.nextAsm, nil, nil
+	// Another layer's RTP clock: no floor from the last one's timestamps,
+	// and its losses are counted afresh.
+	ts.anchored, ts.lostNoted = false, 0
+	// Once the file has started, the keyframe starts a segment (place);
+	// before, it starts the file.
+	ts.respec = rc.w != nil
+	rc.selectLayers(live.LayerMask(ts.layer))
+	w, h := ts.layer.Size()
+	rc.log.Info("recording the better simulcast layer", "rid", ts.layer.RID, "width", w, "height", h, "from", from.RID)
+	ts.emit(f)
+}
+
+// selectLayers has the hub queue only mask's layers for the recording.
+func (rc *recording) selectLayers(mask uint32) {
+	rc.rec.mu.Lock()
+	sub := rc.sub
+	rc.rec.mu.Unlock()
+	if sub != nil {
+		sub.SetLayers(mask)
+	}
 }
 
 // preAssemble feeds a layer's packet to an assembler of its own while
@@ -50,10 +149,10 @@ func (rc *recording) preAssemble(ts *trackState, p *live.Packet) {
 	asm.Push(p, func(f frames.Frame) {
 		kept := ts.preFrames[l]
 		switch {
+		case len(kept) > 0 && len(kept) < maxPreFrames:
+			kept = append(kept, f) // from the first keyframe on
 		case f.Keyframe:
 			kept = append(kept[:0], f)
-		case len(kept) > 0 && len(kept) < maxPreFrames:
-			kept = append(kept, f)
 		default:
 			kept = kept[:0] // too long ago: wait for the next keyframe
 		}
@@ -79,12 +178,7 @@ func (rc *recording) chooseLayer(ts *trackState, top *live.Track) {
 		ts.emit(f)
 	}
 	// The hub need not queue the other layers' packets for us.
-	rc.rec.mu.Lock()
-	sub := rc.sub
-	rc.rec.mu.Unlock()
-	if sub != nil {
-		sub.SetLayers(live.LayerMask(top))
-	}
+	rc.selectLayers(live.LayerMask(top))
 	rc.stream.RequestLayerKeyframe(top)
 }
 

@@ -46,6 +46,11 @@ type Source struct {
 	// browser short of CPU lets its top layer's keyframes wait for
 	// seconds.
 	WithholdKeyframes string
+	// LateLayer is a simulcast layer's rid whose media starts LateBy
+	// after the others, at a keyframe: a browser holds its top layer back
+	// while its bandwidth estimate ramps up.
+	LateLayer string
+	LateBy    time.Duration
 }
 
 // simulcastFiles are the layer fixtures, lowest first.
@@ -87,6 +92,10 @@ type trackMedia struct {
 	// withhold: the track's keyframes after its first are not sent
 	// (Source.WithholdKeyframes).
 	withhold, sentKeyframe bool
+	// late: the track sends nothing before this point of the timeline,
+	// then starts at its file's first frame (Source.LateLayer).
+	late  time.Duration
+	begun bool
 }
 
 // Publish makes name live on hub and sends src in the background.
@@ -116,6 +125,9 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 			}
 			m.track = parent.Layers()[i]
 			m.withhold = src.WithholdKeyframes != "" && m.track.RID == src.WithholdKeyframes
+			if src.LateLayer != "" && m.track.RID == src.LateLayer {
+				m.late = src.LateBy
+			}
 			media = append(media, m)
 		}
 	case src.Video != "":
@@ -242,6 +254,12 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 			// points is the next one, or the first after a keyframe
 			// request (all of a file's frames last the same).
 			m := ev.m
+			if m.late > 0 && !m.begun {
+				if ev.at < m.late {
+					continue
+				}
+				m.begun, m.next = true, 0
+			}
 			if m.restart.Swap(false) || m.next >= len(m.samples) {
 				m.next = 0
 			}
