@@ -120,18 +120,38 @@ func (b *batchConn) SetDeadline(t time.Time) error {
 	return b.Conn.SetReadDeadline(t)
 }
 
+// closeFlushWait bounds how long Close waits to send what is pending to
+// a reader that does not read.
+const closeFlushWait = time.Second
+
 // Close sends what is pending (an RTSP response before a close must
-// arrive), then closes the connection.
+// arrive), within closeFlushWait, then closes the connection. If a flush
+// is under way, perhaps blocked on a reader that reads nothing until the
+// write deadline, it closes the connection at once, which ends the flush:
+// closing a connection must not wait for its peer.
 func (b *batchConn) Close() error {
-	b.mu.Lock()
-	if !b.closed && b.err == nil {
+	if !b.mu.TryLock() {
+		err := b.Conn.Close()
+		b.mu.Lock()
+		b.closeLocked()
+		b.mu.Unlock()
+		return err
+	}
+	if !b.closed && b.err == nil && b.buf != nil {
+		if d := time.Now().Add(closeFlushWait); b.deadline.IsZero() || d.Before(b.deadline) {
+			b.deadline = d
+		}
 		_ = b.flushLocked()
 	}
+	b.closeLocked()
+	b.mu.Unlock()
+	return b.Conn.Close()
+}
+
+func (b *batchConn) closeLocked() {
 	b.closed = true
 	b.timer.Stop()
 	b.release()
-	b.mu.Unlock()
-	return b.Conn.Close()
 }
 
 // flushLater is the timer's: it sends what gathered since it was armed.

@@ -281,3 +281,61 @@ func BenchmarkBatchConnWrite(b *testing.B) {
 		})
 	}
 }
+
+// Closing the connection of a reader that reads nothing does not wait for
+// the write deadline gortsplib set (10 s): not while a flush is blocked
+// on it, and not to send what is pending.
+func TestBatchConnCloseDoesNotWaitForAStuckReader(t *testing.T) {
+	t.Run("flush blocked", func(t *testing.T) {
+		b, _, _ := tcpPair(t) // the client never reads
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for {
+				_ = b.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				if _, err := b.Write(frame(0, 1, 1200)); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Second) // the kernel's buffers are full, a flush blocks
+		closeQuickly(t, b)
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the writer is still blocked after close")
+		}
+	})
+	t.Run("pending", func(t *testing.T) {
+		b, counted, _ := tcpPair(t)
+		raw := counted.Conn
+		// A small send buffer the kernel does not grow, then fill it.
+		if err := raw.(*net.TCPConn).SetWriteBuffer(4096); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_ = raw.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, err := raw.Write(frame(0, 1, 1200)); err != nil {
+				break
+			}
+		}
+		_ = raw.SetWriteDeadline(time.Time{})
+		_ = b.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := b.Write(frame(0, 2, 15000)); err != nil { // gathered: under writeBatchMax
+			t.Fatal(err)
+		}
+		b.timer.Stop() // still pending when Close comes
+		closeQuickly(t, b)
+	})
+}
+
+func closeQuickly(t *testing.T, b *batchConn) {
+	t.Helper()
+	start := time.Now()
+	if err := b.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Errorf("close: %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("closing took %v, waiting for a reader that reads nothing", took)
+	}
+}
