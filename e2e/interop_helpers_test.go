@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -623,6 +624,13 @@ type wantRecording struct {
 // failed test keeps a copy of it (and its sidecar) in the artifacts.
 func finishedRecording(t *testing.T, g *gateway, stream, art string) string {
 	t.Helper()
+	return finishedRecordings(t, g, stream, art, 1)[0]
+}
+
+// finishedRecordings waits for n finalized recordings of stream (files
+// of consecutive segments) and returns them, oldest first.
+func finishedRecordings(t *testing.T, g *gateway, stream, art string, n int) []string {
+	t.Helper()
 	var files []string
 	waitFor(t, 20*time.Second, "the finalized recording of "+stream, func() bool {
 		files = nil
@@ -631,7 +639,7 @@ func finishedRecording(t *testing.T, g *gateway, stream, art string) string {
 				files = append(files, f)
 			}
 		}
-		return len(files) >= 1
+		return len(files) >= n
 	})
 	time.Sleep(200 * time.Millisecond) // a second file would show up now
 	files = nil
@@ -651,10 +659,23 @@ func finishedRecording(t *testing.T, g *gateway, stream, art string) string {
 			}
 		}
 	})
-	if len(files) != 1 {
-		t.Fatalf("want one recording for %s, got %v", stream, files)
+	if len(files) != n {
+		t.Fatalf("want %d recordings for %s, got %v", n, stream, files)
 	}
-	return files[0]
+	slices.SortFunc(files, func(a, b string) int { return sidecarStart(t, a).Compare(sidecarStart(t, b)) })
+	return files
+}
+
+// sidecarStart is the time of a recording's first frame, from its sidecar.
+func sidecarStart(t *testing.T, file string) time.Time {
+	t.Helper()
+	var side struct {
+		Start time.Time `json:"start"`
+	}
+	if b, err := os.ReadFile(file + ".json"); err != nil || json.Unmarshal(b, &side) != nil || side.Start.IsZero() {
+		t.Fatalf("the recording's sidecar %s.json: %v", file, err)
+	}
+	return side.Start
 }
 
 // checkInteropRecording judges a recording as players would: ffprobe,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -269,46 +268,59 @@ func TestInteropChromiumSimulcast(t *testing.T) {
 			}
 			b.mustCall(20*time.Second, "viewer", "stopWatching", nil)
 			sent := stopPublishing(t, b, "publisher")
-			file := finishedRecording(t, g, stream, art)
 			// The recording is the top layer reel has once the layers are
 			// ranked (live.LayerSettle, 3 s): Chromium's 1280x720, unless
-			// Chromium held it back longer than that.
-			chosen := regexp.MustCompile(`recording the top simulcast layer" stream=\S+ rid=(\w+) width=(\d+) height=(\d+)`).FindStringSubmatch(g.Log())
+			// Chromium held it back longer than that; then the recording
+			// moves to it at its keyframe, in a second file.
+			log := g.Log()
+			chosen := regexp.MustCompile(`recording the top simulcast layer" stream=\S+ rid=(\w+) width=(\d+) height=(\d+)`).FindStringSubmatch(log)
 			if chosen == nil {
 				t.Fatal("reel did not log the layer it records")
 			}
-			w, _ := strconv.Atoi(chosen[2])
-			h, _ := strconv.Atoi(chosen[3])
+			moved := regexp.MustCompile(`recording the better simulcast layer" stream=\S+ .*rid=(\w+) width=(\d+) height=(\d+)`).FindStringSubmatch(log)
+			layers := [][]string{chosen}
 			if chosen[1] != "f" {
 				if allSending < 3*time.Second {
-					t.Fatalf("reel records layer %s (%dx%d) though Chromium sent all three layers %v after connecting", chosen[1], w, h, allSending)
+					t.Fatalf("reel records layer %s (%sx%s) though Chromium sent all three layers %v after connecting", chosen[1], chosen[2], chosen[3], allSending)
 				}
-				t.Logf("Chromium sent its top layer only %v after connecting: reel records layer %s (%dx%d), the best it had after 3 s", allSending, chosen[1], w, h)
+				if moved == nil {
+					t.Fatalf("reel records layer %s (%sx%s) and never moved to the top layer, which Chromium sent %v after connecting", chosen[1], chosen[2], chosen[3], allSending)
+				}
+				t.Logf("Chromium sent its top layer only %v after connecting: reel recorded layer %s (%sx%s), then layer %s (%sx%s)",
+					allSending, chosen[1], chosen[2], chosen[3], moved[1], moved[2], moved[3])
+				layers = append(layers, moved)
 			}
-			probeSize(t, ctx, file, [2]int{w, h})
-			// The file starts at the recorded layer's first whole
+			files := finishedRecordings(t, g, stream, art, len(layers))
+			// The first file starts at the recorded layer's first whole
 			// keyframe. Chromium, short of CPU, may encode its top layer
 			// at a few frames a second and let keyframe requests wait
 			// for seconds: the recording then starts that much after
 			// connecting, and holds what was published from there. Its
 			// start is the first frame's time (the sidecar's "start"),
 			// not when the file was opened: the recorder keeps the
-			// layer's frames since its last keyframe until it chooses.
-			var side struct {
-				Start time.Time `json:"start"`
-			}
-			if b, err := os.ReadFile(file + ".json"); err != nil || json.Unmarshal(b, &side) != nil || side.Start.IsZero() {
-				t.Fatalf("the recording's sidecar %s.json: %v", file, err)
-			}
-			late := side.Start.Sub(published)
+			// layer's frames from its first keyframe until it chooses.
+			late := sidecarStart(t, files[0]).Sub(published)
 			t.Logf("the recording begins %v after connecting", late.Round(10*time.Millisecond))
 			if late > 6*time.Second {
 				t.Errorf("the recording begins %v after connecting, want within 6 s", late)
 			}
-			if late > time.Second {
-				sent -= late - time.Second
+			end := published.Add(sent)
+			for i, file := range files {
+				w, _ := strconv.Atoi(layers[i][2])
+				h, _ := strconv.Atoi(layers[i][3])
+				probeSize(t, ctx, file, [2]int{w, h})
+				// A file holds its part of the publication: up to the next
+				// file's start, the last one up to the end.
+				until := end
+				if i+1 < len(files) {
+					until = sidecarStart(t, files[i+1])
+				}
+				from := sidecarStart(t, file)
+				if i == 0 { // within a second of connecting counts as the start
+					from = published.Add(max(late, time.Second) - time.Second)
+				}
+				checkInteropRecording(t, file, wantRecording{ext: c.ext, videoCodec: c.name}, until.Sub(from), start)
 			}
-			checkInteropRecording(t, file, wantRecording{ext: c.ext, videoCodec: c.name}, sent, start)
 		})
 	}
 }
