@@ -277,7 +277,7 @@ func TestInteropChromiumSimulcast(t *testing.T) {
 			if chosen == nil {
 				t.Fatal("reel did not log the layer it records")
 			}
-			moved := regexp.MustCompile(`recording the better simulcast layer" stream=\S+ .*rid=(\w+) width=(\d+) height=(\d+)`).FindStringSubmatch(log)
+			moved := regexp.MustCompile(`recording another simulcast layer" stream=\S+ .*rid=(\w+) width=(\d+) height=(\d+)`).FindStringSubmatch(log)
 			layers := [][]string{chosen}
 			if chosen[1] != "f" {
 				if allSending < 3*time.Second {

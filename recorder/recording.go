@@ -39,7 +39,9 @@ type recording struct {
 	log    *slog.Logger
 	sub    *live.Subscription // set under rec.mu by Record
 
-	tracks   []*trackState // video first, then audio
+	tracks []*trackState // video first, then audio
+	// layered is the simulcast video track's, once its layer is chosen.
+	layered  *trackState
 	hasVideo bool
 
 	started bool
@@ -95,6 +97,7 @@ type trackState struct {
 	nextAsm    *frames.Assembler
 	nextAsked  time.Time
 	checkedTop time.Time
+	moved      time.Time // when the recording last moved to another layer
 	respec     bool
 
 	// Frames are placed by their Time on the stream's timeline (the
@@ -181,6 +184,9 @@ func (rc *recording) WritePacket(p *live.Packet) {
 	}
 	if p.Arrival.After(rc.now) {
 		rc.now = p.Arrival
+	}
+	if rc.layered != nil {
+		rc.reconsider(rc.layered, p.Arrival) // simulcast.go
 	}
 	ts := rc.trackOf(p.Track)
 	if ts == nil {

@@ -15,14 +15,16 @@ import (
 // first keyframe it sent, not at the next one.
 //
 // A browser holds its top layer back while its bandwidth estimate ramps up,
-// sometimes past the settling time, so the layer chosen may not be the
-// best for long. The ranking is looked at again every topCheck; when a
-// better layer has come, the recording asks for its keyframe, assembles
-// it beside the one recorded, and at that keyframe moves to it: the
-// frames before it end the current segment, and a new segment, whose
-// header has the new picture size and parameter sets, starts with it
-// (a Matroska track has one size). Nothing is lost or doubled between
-// the two: every frame goes to exactly one file.
+// sometimes past the settling time, and suspends it when its bandwidth
+// falls, so the layer chosen may not stay the best one sending. Every
+// topCheck the recording looks again (reconsider); when a bigger picture
+// is sending, or the recorded layer has stopped, it asks for the other
+// layer's keyframe, assembles that layer beside the one recorded, and at
+// that keyframe moves to it: the frames before it end the current
+// segment, and a new segment, whose header has the new picture size and
+// parameter sets, starts with it (a Matroska track has one size).
+// Nothing is lost or doubled between the two: every frame goes to
+// exactly one file.
 
 // maxPreFrames bounds the frames kept per layer until the choice: more
 // than live.LayerSettle holds at 60 fps, so the frames from a layer's
@@ -32,8 +34,22 @@ import (
 // at most 90). A few MB for a 1080p layer.
 const maxPreFrames = 300
 
-// topCheck is how often the recorded layer's packets look for a better one.
-const topCheck = time.Second
+const (
+	// topCheck is how often the recording looks for a better layer.
+	topCheck = time.Second
+	// layerSending: a layer that sent a packet this recently is sending.
+	// Chromium short of CPU encodes its top layer at a few frames a
+	// second, so this is generous.
+	layerSending = 2 * time.Second
+	// layerStall: the recorded layer has stopped (a browser suspends its
+	// top layer when its bandwidth falls) once it sent nothing for this
+	// long; the recording then moves to the best layer still sending.
+	layerStall = 3 * time.Second
+	// moveGap is the least time between moving to one layer and moving up
+	// to another, so a layer that comes and goes does not cut a segment
+	// at each return. Moving away from a stopped layer does not wait.
+	moveGap = 10 * time.Second
+)
 
 // inRecordedLayer reports whether p, a packet of a layer of ts's track, is
 // of the layer recorded. Until the layers are ranked every layer is
@@ -49,7 +65,6 @@ func (rc *recording) inRecordedLayer(ts *trackState, p *live.Packet) bool {
 	}
 	switch p.Track {
 	case ts.layer:
-		rc.watchTop(ts, p.Arrival)
 		return true
 	case ts.next:
 		rc.assembleNext(ts, p)
@@ -57,33 +72,67 @@ func (rc *recording) inRecordedLayer(ts *trackState, p *live.Packet) bool {
 	return false
 }
 
-// watchTop starts assembling a layer that now ranks above the one
-// recorded, and asks for its keyframe.
-func (rc *recording) watchTop(ts *trackState, now time.Time) {
-	if now.Sub(ts.checkedTop) < topCheck {
+// reconsider looks, every topCheck, at which of ts's layers to record:
+// the biggest picture among the layers sending. It moves up to a bigger
+// one at most once per moveGap, and away from the recorded layer once
+// that has sent nothing for layerStall while another sends. The move
+// itself waits for the new layer's keyframe (assembleNext). Every packet
+// of the recording calls it, audio too: when the recorded layer stops,
+// the subscription brings no other video to notice it by.
+func (rc *recording) reconsider(ts *trackState, now time.Time) {
+	if ts.layer == nil || now.Sub(ts.checkedTop) < topCheck {
 		return
 	}
 	ts.checkedTop = now
-	top := ts.track.TopLayer()
-	if top == nil || top == ts.layer || top == ts.next {
+	best := bestSending(ts, now)
+	switch {
+	case best == nil || best == ts.next:
+		return
+	case best == ts.layer:
+		if ts.next != nil { // the layer waited for stopped before its keyframe
+			ts.next, ts.nextAsm = nil, nil
+			rc.selectLayers(live.LayerMask(ts.layer))
+		}
 		return
 	}
-	// Only a picture seen to be bigger: a ranking by bitrate (sizes not
-	// all known yet) may swap layers back and forth, a segment each time.
-	tw, th := top.Size()
-	lw, lh := ts.layer.Size()
-	if tw*th <= lw*lh {
+	stalled := now.Sub(ts.layer.LastArrival()) > layerStall
+	if !stalled && (area(best) <= area(ts.layer) || now.Sub(ts.moved) < moveGap) {
 		return
 	}
-	asm, err := rc.layerAssembler(ts, top)
+	asm, err := rc.layerAssembler(ts, best)
 	if err != nil {
 		return
 	}
-	ts.next, ts.nextAsm, ts.nextAsked = top, asm, now
-	rc.selectLayers(live.LayerMask(ts.layer, top))
-	rc.stream.RequestLayerKeyframe(top)
-	w, h := top.Size()
-	rc.log.Info("a better simulcast layer came; recording moves to it at its keyframe", "rid", top.RID, "width", w, "height", h)
+	ts.next, ts.nextAsm, ts.nextAsked = best, asm, now
+	rc.selectLayers(live.LayerMask(ts.layer, best))
+	rc.stream.RequestLayerKeyframe(best)
+	w, h := best.Size()
+	why := "a bigger picture came"
+	if stalled {
+		why = "the recorded layer stopped"
+	}
+	rc.log.Info("recording moves to another simulcast layer at its keyframe", "reason", why, "rid", best.RID, "width", w, "height", h, "from", ts.layer.RID)
+}
+
+// bestSending is the layer of ts's track with the biggest picture among
+// those that sent within layerSending, the recorded one on a tie; nil if
+// none did.
+func bestSending(ts *trackState, now time.Time) *live.Track {
+	var best *live.Track
+	for _, l := range ts.track.Layers() {
+		if w, _ := l.Size(); w == 0 || now.Sub(l.LastArrival()) > layerSending {
+			continue
+		}
+		if best == nil || area(l) > area(best) || (area(l) == area(best) && l == ts.layer) {
+			best = l
+		}
+	}
+	return best
+}
+
+func area(l *live.Track) int {
+	w, h := l.Size()
+	return w * h
 }
 
 // assembleNext assembles a packet of the better layer; its first keyframe
@@ -108,6 +157,7 @@ func (rc *recording) assembleNext(ts *trackState, p *live.Packet) {
 func (rc *recording) moveToLayer(ts *trackState, f frames.Frame) {
 	from := ts.layer
 	ts.layer, ts.asm, ts.next, ts.nextAsm = ts.next, ts.nextAsm, nil, nil
+	ts.moved = time.Now()
 	// Another layer's RTP clock: no floor from the last one's timestamps,
 	// and its losses are counted afresh.
 	ts.anchored, ts.lostNoted = false, 0
@@ -116,7 +166,7 @@ func (rc *recording) moveToLayer(ts *trackState, f frames.Frame) {
 	ts.respec = rc.w != nil
 	rc.selectLayers(live.LayerMask(ts.layer))
 	w, h := ts.layer.Size()
-	rc.log.Info("recording the better simulcast layer", "rid", ts.layer.RID, "width", w, "height", h, "from", from.RID)
+	rc.log.Info("recording another simulcast layer", "rid", ts.layer.RID, "width", w, "height", h, "from", from.RID)
 	ts.emit(f)
 }
 
@@ -172,6 +222,7 @@ func (rc *recording) chooseLayer(ts *trackState, top *live.Track) {
 	}
 	kept := ts.preFrames[top]
 	ts.layer, ts.asm, ts.pre, ts.preFrames = top, asm, nil, nil
+	rc.layered = ts
 	w, h := top.Size()
 	rc.log.Info("recording the top simulcast layer", "rid", top.RID, "width", w, "height", h, "frames_kept", len(kept))
 	for _, f := range kept {

@@ -51,6 +51,11 @@ type Source struct {
 	// while its bandwidth estimate ramps up.
 	LateLayer string
 	LateBy    time.Duration
+	// PauseLayer is a simulcast layer's rid that sends nothing from
+	// PauseAt for PauseFor, then goes on at a keyframe: a browser
+	// suspends its top layer while its bandwidth is short.
+	PauseLayer        string
+	PauseAt, PauseFor time.Duration
 }
 
 // simulcastFiles are the layer fixtures, lowest first.
@@ -96,6 +101,10 @@ type trackMedia struct {
 	// then starts at its file's first frame (Source.LateLayer).
 	late  time.Duration
 	begun bool
+	// pauseFrom, pauseTo: the track sends nothing in between, then goes on
+	// at its file's first frame (Source.PauseLayer).
+	pauseFrom, pauseTo time.Duration
+	paused             bool
 }
 
 // Publish makes name live on hub and sends src in the background.
@@ -127,6 +136,9 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 			m.withhold = src.WithholdKeyframes != "" && m.track.RID == src.WithholdKeyframes
 			if src.LateLayer != "" && m.track.RID == src.LateLayer {
 				m.late = src.LateBy
+			}
+			if src.PauseLayer != "" && m.track.RID == src.PauseLayer {
+				m.pauseFrom, m.pauseTo = src.PauseAt, src.PauseAt+src.PauseFor
 			}
 			media = append(media, m)
 		}
@@ -259,6 +271,15 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 					continue
 				}
 				m.begun, m.next = true, 0
+			}
+			if m.pauseTo > 0 {
+				if ev.at >= m.pauseFrom && ev.at < m.pauseTo {
+					m.paused = true
+					continue
+				}
+				if m.paused {
+					m.paused, m.next = false, 0
+				}
 			}
 			if m.restart.Swap(false) || m.next >= len(m.samples) {
 				m.next = 0
