@@ -9,7 +9,7 @@ type queuedFrame struct {
 	ts       int64
 	data     []byte
 	queued   time.Time // when it was queued, by the packets' arrival
-	// spec, on the first keyframe of a better simulcast layer, is its
+	// spec, on the first keyframe of another simulcast layer, is its
 	// track's description from it on: a new segment starts there.
 	spec *trackSpec
 }

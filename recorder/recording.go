@@ -89,16 +89,16 @@ type trackState struct {
 	// pre assembles every layer.
 	layer     *live.Track
 	pre       map[*live.Track]*frames.Assembler
-	preFrames map[*live.Track][]frames.Frame // since each layer's last keyframe
-	// next is a better layer that appeared after the choice, assembled
-	// by nextAsm until its first keyframe (simulcast.go); respec marks
-	// that keyframe, which starts a new segment with its picture.
-	next       *live.Track
-	nextAsm    *frames.Assembler
-	nextAsked  time.Time
-	checkedTop time.Time
-	moved      time.Time // when the recording last moved to another layer
-	respec     bool
+	preFrames map[*live.Track][]frames.Frame // from each layer's first keyframe
+	// next is the layer the recording moves to (simulcast.go), assembled
+	// by nextAsm until its first keyframe; respec marks that keyframe,
+	// which starts a new segment with its picture.
+	next          *live.Track
+	nextAsm       *frames.Assembler
+	nextAsked     time.Time
+	checkedLayers time.Time // when reconsider last looked
+	moved         time.Time // when the recording last moved to another layer
+	respec        bool
 
 	// Frames are placed by their Time on the stream's timeline (the
 	// stream's clock model, live.Clock), in ms after t0. jumpMS shifts a
@@ -279,8 +279,7 @@ func (rc *recording) maybeStart(ts *trackState, f *frame, at time.Time) (bool, e
 			rc.early = append(rc.early, earlyFrame{ts, f, at})
 			return false, nil
 		}
-		if !f.keyframe || f.width == 0 || f.height == 0 ||
-			(f.codecPrivate == nil && needsCodecPrivate(ts.track.Codec)) {
+		if !startsPicture(f, ts.track.Codec) {
 			rc.requestKeyframe(false)
 			return false, nil
 		}
@@ -291,6 +290,13 @@ func (rc *recording) maybeStart(ts *trackState, f *frame, at time.Time) (bool, e
 		return false, err
 	}
 	return true, nil
+}
+
+// startsPicture reports whether f can open a file's video (the first
+// file, or a segment with another layer's picture): a keyframe that says
+// its size and, where the codec needs one, its decoder configuration.
+func startsPicture(f *frame, c live.Codec) bool {
+	return f.keyframe && f.width != 0 && f.height != 0 && (f.codecPrivate != nil || !needsCodecPrivate(c))
 }
 
 func (rc *recording) requestKeyframe(now bool) {
@@ -481,7 +487,7 @@ func (rc *recording) place(ts *trackState, f *frame, at time.Time) error {
 	}
 	var spec *trackSpec
 	if ts.respec {
-		if !f.keyframe || f.width == 0 || f.height == 0 || (f.codecPrivate == nil && needsCodecPrivate(ts.track.Codec)) {
+		if !startsPicture(f, ts.track.Codec) {
 			rc.requestKeyframe(false)
 			return nil // the new layer's picture starts at a keyframe that says its size
 		}
@@ -543,7 +549,7 @@ func (rc *recording) write(q queuedFrame) error {
 	}
 	// Track 0 is the video track, or the only audio one: a segment ends
 	// just before one of its keyframes (every Opus frame is one), or
-	// before the first keyframe of a better simulcast layer, whose
+	// before the first keyframe of another simulcast layer, whose
 	// picture the next segment's header describes.
 	switch seg := rc.rec.segment.Milliseconds(); {
 	case q.spec != nil:

@@ -77,13 +77,14 @@ func (rc *recording) inRecordedLayer(ts *trackState, p *live.Packet) bool {
 // one at most once per moveGap, and away from the recorded layer once
 // that has sent nothing for layerStall while another sends. The move
 // itself waits for the new layer's keyframe (assembleNext). Every packet
-// of the recording calls it, audio too: when the recorded layer stops,
-// the subscription brings no other video to notice it by.
+// of the recording calls it once a layer is chosen, audio too: when the
+// recorded layer stops, the subscription brings no other video to notice
+// it by.
 func (rc *recording) reconsider(ts *trackState, now time.Time) {
-	if ts.layer == nil || now.Sub(ts.checkedTop) < topCheck {
+	if now.Sub(ts.checkedLayers) < topCheck {
 		return
 	}
-	ts.checkedTop = now
+	ts.checkedLayers = now
 	best := bestSending(ts, now)
 	switch {
 	case best == nil || best == ts.next:
@@ -135,8 +136,8 @@ func area(l *live.Track) int {
 	return w * h
 }
 
-// assembleNext assembles a packet of the better layer; its first keyframe
-// moves the recording to it.
+// assembleNext assembles a packet of the layer the recording moves to;
+// its first keyframe moves the recording there.
 func (rc *recording) assembleNext(ts *trackState, p *live.Packet) {
 	if p.Arrival.Sub(ts.nextAsked) >= keyframeRetry {
 		ts.nextAsked = p.Arrival
