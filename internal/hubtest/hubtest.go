@@ -48,7 +48,7 @@ type Source struct {
 	WithholdKeyframes string
 	// LateLayer is a simulcast layer's rid whose media starts LateBy
 	// after the others, at a keyframe: a browser holds its top layer back
-	// while its bandwidth estimate ramps up.
+	// while its bandwidth estimate ramps up. It is not also PauseLayer.
 	LateLayer string
 	LateBy    time.Duration
 	// PauseLayer is a simulcast layer's rid that sends nothing from
@@ -97,12 +97,9 @@ type trackMedia struct {
 	// withhold: the track's keyframes after its first are not sent
 	// (Source.WithholdKeyframes).
 	withhold, sentKeyframe bool
-	// late: the track sends nothing before this point of the timeline,
-	// then starts at its file's first frame (Source.LateLayer).
-	late  time.Duration
-	begun bool
 	// pauseFrom, pauseTo: the track sends nothing in between, then goes on
-	// at its file's first frame (Source.PauseLayer).
+	// at its file's first frame (Source.PauseLayer; Source.LateLayer is
+	// a pause from the start).
 	pauseFrom, pauseTo time.Duration
 	paused             bool
 }
@@ -134,10 +131,10 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 			}
 			m.track = parent.Layers()[i]
 			m.withhold = src.WithholdKeyframes != "" && m.track.RID == src.WithholdKeyframes
-			if src.LateLayer != "" && m.track.RID == src.LateLayer {
-				m.late = src.LateBy
-			}
-			if src.PauseLayer != "" && m.track.RID == src.PauseLayer {
+			switch {
+			case src.LateLayer != "" && m.track.RID == src.LateLayer:
+				m.pauseFrom, m.pauseTo = 0, src.LateBy
+			case src.PauseLayer != "" && m.track.RID == src.PauseLayer:
 				m.pauseFrom, m.pauseTo = src.PauseAt, src.PauseAt+src.PauseFor
 			}
 			media = append(media, m)
@@ -266,12 +263,6 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 			// points is the next one, or the first after a keyframe
 			// request (all of a file's frames last the same).
 			m := ev.m
-			if m.late > 0 && !m.begun {
-				if ev.at < m.late {
-					continue
-				}
-				m.begun, m.next = true, 0
-			}
 			if m.pauseTo > 0 {
 				if ev.at >= m.pauseFrom && ev.at < m.pauseTo {
 					m.paused = true
