@@ -86,14 +86,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 		}
 	}
 	if len(p) >= writeBatchMax { // too big to gather: sent as it is
-		if err := b.applyDeadline(); err != nil {
-			return 0, err
-		}
-		n, err := b.Conn.Write(p)
-		if err != nil {
-			b.fail(err)
-		}
-		return n, err
+		return b.sendLocked(p)
 	}
 	if b.buf == nil {
 		b.buf = batchPool.Get().(*[]byte)
@@ -173,15 +166,22 @@ func (b *batchConn) flushLocked() error {
 	if len(*b.buf) == 0 {
 		return nil
 	}
+	_, err := b.sendLocked(*b.buf)
+	return err
+}
+
+// sendLocked writes p to the connection under the deadline asked for;
+// an error breaks the connection (fail).
+func (b *batchConn) sendLocked(p []byte) (int, error) {
 	if err := b.applyDeadline(); err != nil {
 		b.fail(err)
-		return err
+		return 0, err
 	}
-	if _, err := b.Conn.Write(*b.buf); err != nil {
+	n, err := b.Conn.Write(p)
+	if err != nil {
 		b.fail(err)
-		return err
 	}
-	return nil
+	return n, err
 }
 
 // applyDeadline moves the connection's write deadline to the one asked

@@ -16,7 +16,7 @@ import (
 // tcpPair is a real loopback TCP connection: the server's end wrapped as
 // the RTSP server wraps it, under a counter of the writes it makes, and
 // the client's end.
-func tcpPair(t *testing.T) (*batchConn, *countingConn, net.Conn) {
+func tcpPair(t testing.TB) (*batchConn, *countingConn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -247,27 +247,12 @@ func BenchmarkBatchConnWrite(b *testing.B) {
 			name = "batched"
 		}
 		b.Run(name, func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, c)
-			}()
-			raw, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			var c net.Conn = raw
+			bc, counted, client := tcpPair(b)
+			go func() { _, _ = io.Copy(io.Discard, client) }()
+			var c net.Conn = counted.Conn
 			if batched {
-				c = newBatchConn(raw)
+				c = bc
 			}
-			defer c.Close()
 			pkt := frame(0, 1, 1200)
 			b.SetBytes(int64(len(pkt)))
 			b.ReportAllocs()
