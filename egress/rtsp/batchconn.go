@@ -51,6 +51,7 @@ func (l batchListener) Accept() (net.Conn, error) {
 type batchConn struct {
 	net.Conn
 	timer *time.Timer
+	delay time.Duration // writeBatchDelay
 
 	mu       sync.Mutex
 	buf      *[]byte   // pending bytes; nil when none
@@ -62,7 +63,7 @@ type batchConn struct {
 }
 
 func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c}
+	b := &batchConn{Conn: c, delay: writeBatchDelay}
 	b.timer = time.AfterFunc(time.Hour, b.flushLater)
 	b.timer.Stop()
 	return b
@@ -94,7 +95,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	*b.buf = append(*b.buf, p...)
 	if !b.armed {
 		b.armed = true
-		b.timer.Reset(writeBatchDelay)
+		b.timer.Reset(b.delay)
 	}
 	return len(p), nil
 }

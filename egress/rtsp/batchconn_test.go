@@ -95,6 +95,10 @@ func readFrame(t *testing.T, r io.Reader) (ch byte, seq uint16, size int) {
 // lone packet is not held back for long.
 func TestBatchConnGathersAFramesPackets(t *testing.T) {
 	b, counted, client := tcpPair(t)
+	// The packets are written within the delay however slowly this
+	// machine runs the test (CI under -race took over 1 ms between two):
+	// the delay ends when the test says, as the timer would end it.
+	b.delay = time.Hour
 	for seq := range uint16(10) {
 		if err := b.SetWriteDeadline(time.Now().Add(5 * time.Second)); err != nil {
 			t.Fatal(err)
@@ -103,6 +107,7 @@ func TestBatchConnGathersAFramesPackets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	b.flushLater()
 	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for want := range uint16(10) {
 		if _, seq, _ := readFrame(t, client); seq != want {
@@ -114,6 +119,9 @@ func TestBatchConnGathersAFramesPackets(t *testing.T) {
 	}
 
 	// One packet alone still goes out without another write behind it.
+	b.mu.Lock()
+	b.delay = writeBatchDelay
+	b.mu.Unlock()
 	if _, err := b.Write(frame(1, 10, 100)); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +134,8 @@ func TestBatchConnGathersAFramesPackets(t *testing.T) {
 // each under the limit, and a write bigger than it goes as it is.
 func TestBatchConnSplitsAKeyframe(t *testing.T) {
 	b, counted, client := tcpPair(t)
-	const n = 60 // a 720p keyframe
+	b.delay = time.Hour // all written within the delay, however slowly
+	const n = 60        // a 720p keyframe
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
