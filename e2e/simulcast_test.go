@@ -281,9 +281,13 @@ func TestInteropChromiumSimulcast(t *testing.T) {
 			// Each move to another layer (a late top layer, or away from one
 			// Chromium suspended) starts a new file.
 			moves := regexp.MustCompile(`recording another simulcast layer" stream=\S+ .*rid=(\w+) width=(\d+) height=(\d+)`).FindAllStringSubmatch(log, -1)
-			layers := append([][]string{chosen}, moves...)
+			// Chromium short of CPU may send its top layer without a
+			// keyframe reel sees for seconds (pion loses a layer's first
+			// packets); reel then records the biggest layer whose size it
+			// knows, and says so.
+			unsized := strings.Contains(log, `has not shown its size yet (no keyframe); recording the biggest that has" stream=`+stream+` top=f`)
 			if chosen[1] != "f" {
-				if allSending < 3*time.Second {
+				if allSending < 3*time.Second && !unsized {
 					t.Fatalf("reel records layer %s (%sx%s) though Chromium sent all three layers %v after connecting", chosen[1], chosen[2], chosen[3], allSending)
 				}
 				if !slices.ContainsFunc(moves, func(m []string) bool { return m[1] == "f" }) {
@@ -294,7 +298,10 @@ func TestInteropChromiumSimulcast(t *testing.T) {
 			for _, m := range moves {
 				t.Logf("reel moved the recording to layer %s (%sx%s)", m[1], m[2], m[3])
 			}
-			files := finishedRecordings(t, g, stream, art, len(layers))
+			// One file per layer recorded: each starts with its size
+			// in the log (a move before the first file opens starts none).
+			sizes := regexp.MustCompile(`recording started" stream=`+regexp.QuoteMeta(stream)+` .*?width=(\d+) height=(\d+)`).FindAllStringSubmatch(log, -1)
+			files := finishedRecordings(t, g, stream, art, len(sizes))
 			// The first file starts at the recorded layer's first whole
 			// keyframe. Chromium, short of CPU, may encode its top layer
 			// at a few frames a second and let keyframe requests wait
@@ -310,8 +317,8 @@ func TestInteropChromiumSimulcast(t *testing.T) {
 			}
 			end := published.Add(sent)
 			for i, file := range files {
-				w, _ := strconv.Atoi(layers[i][2])
-				h, _ := strconv.Atoi(layers[i][3])
+				w, _ := strconv.Atoi(sizes[i][1])
+				h, _ := strconv.Atoi(sizes[i][2])
 				probeSize(t, ctx, file, [2]int{w, h})
 				// A file holds its part of the publication: up to the next
 				// file's start, the last one up to the end.

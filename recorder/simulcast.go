@@ -61,6 +61,10 @@ func (rc *recording) inRecordedLayer(ts *trackState, p *live.Packet) bool {
 			rc.preAssemble(ts, p)
 			return false
 		}
+		if shown := biggestShown(ts.track, top); shown != top {
+			rc.log.Info("the top simulcast layer has not shown its size yet (no keyframe); recording the biggest that has", "top", top.RID, "rid", shown.RID)
+			top = shown
+		}
 		rc.chooseLayer(ts, top)
 	}
 	switch p.Track {
@@ -209,6 +213,24 @@ func (rc *recording) preAssemble(ts *trackState, p *live.Packet) {
 		}
 		ts.preFrames[l] = kept
 	})
+}
+
+// biggestShown is top, or, if top has not shown its size yet (its first
+// keyframe lost: pion reads a layer's first packets to learn its rid),
+// the biggest layer that has. Ranked by bitrate alone, a top layer of
+// unknown size would be recorded from a keyframe that may be seconds
+// away, and left as soon as a smaller layer's size is known.
+func biggestShown(track, top *live.Track) *live.Track {
+	if w, _ := top.Size(); w > 0 {
+		return top
+	}
+	best, area := top, 0
+	for _, l := range track.RankedLayers() {
+		if w, h := l.Size(); w*h > area {
+			best, area = l, w*h
+		}
+	}
+	return best
 }
 
 // chooseLayer records top from now on.

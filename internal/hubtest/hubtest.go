@@ -46,6 +46,11 @@ type Source struct {
 	// browser short of CPU lets its top layer's keyframes wait for
 	// seconds.
 	WithholdKeyframes string
+	// LoseFirstKeyframe is a simulcast layer's rid whose first keyframe
+	// is not sent: pion v3 reads a layer's first packets to learn its
+	// rid, and they are lost. With WithholdKeyframes on the same layer,
+	// the layer's size is never shown.
+	LoseFirstKeyframe string
 	// LateLayer is a simulcast layer's rid whose media starts LateBy
 	// after the others, at a keyframe: a browser holds its top layer back
 	// while its bandwidth estimate ramps up. It is not also PauseLayer.
@@ -97,6 +102,9 @@ type trackMedia struct {
 	// withhold: the track's keyframes after its first are not sent
 	// (Source.WithholdKeyframes).
 	withhold, sentKeyframe bool
+	// loseFirst: the track's first keyframe is not sent
+	// (Source.LoseFirstKeyframe).
+	loseFirst bool
 	// pauseFrom, pauseTo: the track sends nothing in between, then goes on
 	// at its file's first frame (Source.PauseLayer; Source.LateLayer is
 	// a pause from the start).
@@ -131,6 +139,7 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 			}
 			m.track = parent.Layers()[i]
 			m.withhold = src.WithholdKeyframes != "" && m.track.RID == src.WithholdKeyframes
+			m.loseFirst = src.LoseFirstKeyframe != "" && m.track.RID == src.LoseFirstKeyframe
 			switch {
 			case src.LateLayer != "" && m.track.RID == src.LateLayer:
 				m.pauseFrom, m.pauseTo = 0, src.LateBy
@@ -281,7 +290,11 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 				if m.withhold && m.sentKeyframe {
 					continue
 				}
+				lost := m.loseFirst && !m.sentKeyframe
 				m.sentKeyframe = true
+				if lost {
+					continue
+				}
 			}
 			samples := uint32(sample.Duration.Seconds() * float64(ev.m.track.ClockRate))
 			pkts := ev.m.pkt.Packetize(sample.Data, samples)
