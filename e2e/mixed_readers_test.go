@@ -335,6 +335,13 @@ func checkReadersReleased(t *testing.T, g *gateway, stream string, readers []*mi
 	}
 	waitFor(t, 10*time.Second, "the stream to leave the API", func() bool { return !streamLive(t, g, stream) })
 	m := gatewayMetrics(t, g)
+	// What the WebRTC socket sent: every datagram taken by the kernel,
+	// in as many messages or fewer (batched, segmented), none refused.
+	sent, msgs, failed := m["reel_output_socket_packets_total"], m["reel_output_socket_messages_total"], m["reel_output_socket_failed_total"]
+	t.Logf("the WebRTC socket sent %.0f datagrams in %.0f messages, %.0f refused", sent, msgs, failed)
+	if sent == 0 || msgs == 0 || msgs > sent || failed != 0 {
+		t.Errorf("the WebRTC socket sent %.0f datagrams in %.0f messages, %.0f refused; want some, in as many messages or fewer, none refused", sent, msgs, failed)
+	}
 	for _, p := range []string{"whep", "rtsp", "hls"} {
 		if v := m[`reel_viewers{protocol="`+p+`"}`]; v != 0 {
 			t.Errorf("reel_viewers{protocol=%q} = %v after the publisher left", p, v)

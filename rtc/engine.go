@@ -3,8 +3,9 @@
 // and what PATCH acts on (ICE restarts, trickle, ETags).
 //
 // Files: engine.go makes peer connections on the shared UDP mux
-// (udpconn.go spreads its writes; sockstats.go reads the kernel's drops
-// and fill of its receive buffer), negotiate.go matches offers against
+// (sendbatch.go gathers its writes into batched, segmented sends, and
+// udpconn.go spreads them where that cannot be done; sockstats.go reads
+// the kernel's drops and fill of its receive buffer), negotiate.go matches offers against
 // codecs and live tracks, session.go is a session's life (answer, connect
 // deadline, close) and the registry of live sessions, ice.go and
 // sdpfrag.go the ICE half of PATCH.
@@ -80,7 +81,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("parsing WebRTC UDP port %q: %w", portStr, err)
 	}
 	var mux ice.UDPMux
-	socks := &socketSet{}
+	socks := &socketSet{log: cfg.Logger}
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		// One socket per interface on the same port: pion can then
 		// advertise each interface's real address as a host candidate.
@@ -114,6 +115,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 // in their receive buffers and how many packets they dropped. It fails
 // where the kernel does not say (not Linux).
 func (r *Engine) InputStats() (SocketStats, error) { return r.socks.stats() }
+
+// OutputStats is what the shared UDP sockets sent: the datagrams, the
+// messages that carried them, and those the kernel refused.
+func (r *Engine) OutputStats() SendStats { return r.socks.sendStats() }
 
 // UDPPort is the port the shared ICE socket listens on.
 func (r *Engine) UDPPort() int {

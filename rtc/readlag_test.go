@@ -19,8 +19,8 @@ func TestReadLagIsTheSocketWait(t *testing.T) {
 	set := &socketSet{}
 	c := set.open(in)
 	defer c.Close()
-	if _, ok := c.(*spreadConn); !ok {
-		t.Fatalf("the socket's writes are not spread: %T", c)
+	if _, ok := c.(*batchConn); !ok {
+		t.Fatalf("the socket's writes are not gathered: %T", c)
 	}
 	buf := make([]byte, 1500)
 	read := func(want string) {
@@ -55,6 +55,17 @@ func TestReadLagIsTheSocketWait(t *testing.T) {
 	}
 	if st, err := set.stats(); err != nil || !st.ReadLagKnown {
 		t.Errorf("stats %+v, %v", st, err)
+	}
+	// Its writes leave through the same socket.
+	if _, err := c.WriteTo([]byte("back"), out.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = out.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := out.Read(buf); err != nil || string(buf[:n]) != "back" {
+		t.Fatalf("read %q: %v", buf[:n], err)
+	}
+	if st := set.sendStats(); !st.Batched || st.Packets != 1 || st.Messages != 1 || st.Failed != 0 {
+		t.Errorf("send stats %+v, want one packet in one message", st)
 	}
 }
 

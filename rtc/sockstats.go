@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -40,16 +41,54 @@ type SocketStats struct {
 
 // socketSet is the engine's UDP sockets.
 type socketSet struct {
-	mu    sync.Mutex
-	conns []syscall.Conn
-	lag   readLag
+	log     *slog.Logger // for the sending side's refusals
+	mu      sync.Mutex
+	conns   []syscall.Conn
+	senders []*batchConn
+	lag     readLag
 }
 
 // open records c and returns it as the mux uses it: reads timestamped,
-// writes spread over duplicates of its descriptor.
+// writes gathered into batches (sendbatch.go).
 func (s *socketSet) open(c transport.UDPConn) transport.UDPConn {
 	s.add(c)
-	return spreadWrites(timeReads(c, &s.lag))
+	log := s.log
+	if log == nil {
+		log = slog.Default()
+	}
+	out := gatherWrites(timeReads(c, &s.lag), log)
+	if b, ok := out.(*batchConn); ok {
+		s.mu.Lock()
+		s.senders = append(s.senders, b)
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// SendStats is what the engine's sockets sent, summed (sendbatch.go).
+type SendStats struct {
+	// Packets is the datagrams the kernel took, Messages the messages
+	// that carried them (fewer where the kernel segments), and Failed
+	// the datagrams it refused.
+	Packets, Messages, Failed uint64
+	// Batched is whether the sockets gather their writes; Segmenting
+	// whether the kernel cuts runs to one address into datagrams.
+	Batched, Segmenting bool
+}
+
+// sendStats sums the gathering senders' counts.
+func (s *socketSet) sendStats() SendStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st SendStats
+	for _, b := range s.senders {
+		st.Batched = true
+		st.Packets += b.sent.Load()
+		st.Messages += b.messages.Load()
+		st.Failed += b.failed.Load()
+		st.Segmenting = st.Segmenting || b.gso.Load()
+	}
+	return st
 }
 
 // add records c; a socket that cannot be inspected is left out.

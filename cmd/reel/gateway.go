@@ -370,6 +370,25 @@ func (g *gateway) buildHLS() error {
 	return nil
 }
 
+// outputCollectors are the metrics of what the WebRTC socket sent
+// (rtc/sendbatch.go): a kernel refusing to send to a viewer's address
+// shows here, and packets per message is what batching and segmenting
+// save.
+func outputCollectors(e *rtc.Engine) []prometheus.Collector {
+	counter := func(name, help string, v func(rtc.SendStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v(e.OutputStats())) })
+	}
+	return []prometheus.Collector{
+		counter("reel_output_socket_packets_total", "Datagrams the kernel took from the shared WebRTC UDP socket (viewers' media, publishers' and viewers' RTCP, ICE).",
+			func(s rtc.SendStats) uint64 { return s.Packets }),
+		counter("reel_output_socket_messages_total", "Messages that carried those datagrams: fewer where a run of packets to one address went as one segmented (GSO) message.",
+			func(s rtc.SendStats) uint64 { return s.Messages }),
+		counter("reel_output_socket_failed_total", "Datagrams the kernel refused to send from the shared WebRTC UDP socket (logged at most once a minute with the reason).",
+			func(s rtc.SendStats) uint64 { return s.Failed }),
+	}
+}
+
 func (g *gateway) buildAPI() error {
 	h := g.cfg.HTTP
 	if (h.TLSCert == "") != (h.TLSKey == "") {
@@ -378,6 +397,7 @@ func (g *gateway) buildAPI() error {
 	deps := api.Deps{Gate: g.gate, Hub: g.hub, WHIP: g.whip, WHEP: g.whep, Outputs: map[string]api.ViewerCounter{},
 		Recordings: g.rec, Meetings: g.meetings, Exports: g.exports, Metrics: []prometheus.Collector{api.NewRecorderCollector(g.rec), api.NewEventsCollector(g.ev)},
 		Cluster: g.node, Archive: g.store}
+	deps.Metrics = append(deps.Metrics, outputCollectors(g.engine)...)
 	if g.node != nil {
 		deps.Metrics = append(deps.Metrics, g.node.Collector())
 	}
