@@ -12,10 +12,12 @@ import (
 const udpWriters = 8
 
 // spreadConn is the shared WebRTC socket with its writes spread over
-// duplicates of its file descriptor. Go holds a lock per descriptor across
-// each sendto, so with every viewer's packets leaving through one socket
-// only one goroutine at a time could send and the others queued behind it;
-// the kernel sends on one UDP socket from several threads at once.
+// duplicates of its file descriptor, where they cannot be gathered
+// (sendbatch.go: not Linux, or an IPv6 socket). Go holds a lock per
+// descriptor across each sendto, so with every viewer's packets leaving
+// through one socket only one goroutine at a time could send and the
+// others queued behind it; the kernel sends on one UDP socket from
+// several threads at once.
 type spreadConn struct {
 	transport.UDPConn // reads, and everything but WriteTo
 	writers           []*net.UDPConn
