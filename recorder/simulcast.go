@@ -224,10 +224,10 @@ func biggestShown(track, top *live.Track) *live.Track {
 	if w, _ := top.Size(); w > 0 {
 		return top
 	}
-	best, area := top, 0
+	best := top
 	for _, l := range track.RankedLayers() {
-		if w, h := l.Size(); w*h > area {
-			best, area = l, w*h
+		if area(l) > area(best) {
+			best = l
 		}
 	}
 	return best

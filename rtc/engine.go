@@ -5,8 +5,8 @@
 // Files: engine.go makes peer connections on the shared UDP mux
 // (sendbatch.go gathers its writes into batched, segmented sends, and
 // udpconn.go spreads them where that cannot be done; sockstats.go reads
-// the kernel's drops and fill of its receive buffer), negotiate.go matches offers against
-// codecs and live tracks, session.go is a session's life (answer, connect
+// the kernel's drops and fill of its receive buffer), negotiate.go
+// matches offers against codecs and live tracks, session.go is a session's life (answer, connect
 // deadline, close) and the registry of live sessions, ice.go and
 // sdpfrag.go the ICE half of PATCH.
 package rtc

@@ -95,6 +95,12 @@ func newSendBatch() *sendBatch {
 	}
 }
 
+// add appends a copy of p, for addr (whose key is key), to b.
+func (b *sendBatch) add(p []byte, addr net.Addr, key netip.AddrPort) {
+	b.pkts = append(b.pkts, queued{off: int32(len(b.data)), n: int32(len(p)), addr: addr, key: key, next: -1})
+	b.data = append(b.data, p...)
+}
+
 // fits reports whether a packet of n bytes fits in b.
 func (b *sendBatch) fits(n int) bool {
 	return len(b.pkts) < cap(b.pkts) && len(b.data)+n <= cap(b.data)
@@ -147,10 +153,8 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		b.mu.Unlock()
 		return 0, net.ErrClosed
 	}
-	f := b.fill
-	f.pkts = append(f.pkts, queued{off: int32(len(f.data)), n: int32(len(p)), addr: addr, key: key, next: -1})
-	f.data = append(f.data, p...)
-	first := len(f.pkts) == 1
+	b.fill.add(p, addr, key)
+	first := len(b.fill.pkts) == 1
 	b.mu.Unlock()
 	if first {
 		select {
@@ -229,7 +233,7 @@ func (b *batchConn) send(f *sendBatch) {
 			f.addMessage(i, 1, 0)
 		}
 	}
-	b.writeAll(f, f.msgs)
+	b.writeAll(f.msgs)
 }
 
 // addRun adds the message of the run starting at packet i and returns
@@ -274,7 +278,7 @@ func (f *sendBatch) addMessage(i, n, seg int) {
 // message the kernel refuses is counted and skipped; a segmented one is
 // sent again packet by packet, and if the refusal says the kernel or the
 // device cannot segment, no more are made.
-func (b *batchConn) writeAll(f *sendBatch, msgs []ipv4.Message) {
+func (b *batchConn) writeAll(msgs []ipv4.Message) {
 	// The bufs slice may have been reallocated while the messages were
 	// made: their Buffers still point at the packets in data, which did
 	// not move, so they stay valid.

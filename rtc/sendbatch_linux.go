@@ -13,10 +13,7 @@ import (
 // gatherWrites returns c sending through a batchConn (sendbatch.go) if it
 // is an IPv4 UDP socket, and through spread descriptors otherwise.
 func gatherWrites(c transport.UDPConn, log *slog.Logger) transport.UDPConn {
-	u, ok := c.(*net.UDPConn)
-	if r, timed := c.(interface{ rawUDP() *net.UDPConn }); timed {
-		u, ok = r.rawUDP(), true
-	}
+	u, ok := udpOf(c)
 	if !ok {
 		return c
 	}

@@ -71,9 +71,8 @@ type SendStats struct {
 	// that carried them (fewer where the kernel segments), and Failed
 	// the datagrams it refused.
 	Packets, Messages, Failed uint64
-	// Batched is whether the sockets gather their writes; Segmenting
-	// whether the kernel cuts runs to one address into datagrams.
-	Batched, Segmenting bool
+	// Batched is whether the sockets gather their writes.
+	Batched bool
 }
 
 // sendStats sums the gathering senders' counts.
@@ -86,7 +85,6 @@ func (s *socketSet) sendStats() SendStats {
 		st.Packets += b.sent.Load()
 		st.Messages += b.messages.Load()
 		st.Failed += b.failed.Load()
-		st.Segmenting = st.Segmenting || b.gso.Load()
 	}
 	return st
 }

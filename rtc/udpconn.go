@@ -27,10 +27,7 @@ type spreadConn struct {
 // spreadWrites returns c writing through udpWriters duplicates of its
 // descriptor, or c itself if it cannot be duplicated.
 func spreadWrites(c transport.UDPConn) transport.UDPConn {
-	u, ok := c.(*net.UDPConn)
-	if r, timed := c.(interface{ rawUDP() *net.UDPConn }); timed {
-		u, ok = r.rawUDP(), true
-	}
+	u, ok := udpOf(c)
 	if !ok {
 		return c
 	}
@@ -46,6 +43,16 @@ func spreadWrites(c transport.UDPConn) transport.UDPConn {
 		return c
 	}
 	return &spreadConn{UDPConn: c, writers: writers}
+}
+
+// udpOf is the UDP socket under c: c itself, or the one a timedConn
+// reads (readlag_linux.go).
+func udpOf(c transport.UDPConn) (*net.UDPConn, bool) {
+	if r, timed := c.(interface{ rawUDP() *net.UDPConn }); timed {
+		return r.rawUDP(), true
+	}
+	u, ok := c.(*net.UDPConn)
+	return u, ok
 }
 
 func dupUDP(u *net.UDPConn) (*net.UDPConn, error) {
