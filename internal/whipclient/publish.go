@@ -78,6 +78,9 @@ type Publisher struct {
 	created   time.Time   // when Publish was called: the capture start with Timing.StartBeforeConnect
 	layers    *layerGroup // the simulcast video's layers, nil without
 	connected chan struct{}
+	// connectedAt is when the connection came up: the capture clock's
+	// start for every track (set before connected is closed).
+	connectedAt time.Time
 	done      chan struct{}
 	stop      context.CancelFunc
 	sendErr   error // first send error, valid after done is closed
@@ -133,7 +136,10 @@ func (p *Publisher) setupPeerConnection(sources []*mediaSource, opts PublishOpti
 	var once sync.Once
 	p.PC.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(p.connected) })
+			once.Do(func() {
+				p.connectedAt = time.Now()
+				close(p.connected)
+			})
 		}
 	})
 	for _, src := range sources {
@@ -264,7 +270,7 @@ func (p *Publisher) startSending(ctx context.Context, opts PublishOptions) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[len(errs)-1] = p.layers.run(sendCtx, p.connected, opts)
+			errs[len(errs)-1] = p.layers.run(sendCtx, p.connected, &p.connectedAt, opts)
 		}()
 	}
 	go func() {
@@ -280,7 +286,11 @@ func (p *Publisher) runSender(ctx context.Context, s *trackSender, opts PublishO
 	case <-ctx.Done():
 		return nil
 	}
-	sched := schedule{start: time.Now(), loop: opts.Loop || opts.Duration > 0}
+	// One capture clock for all tracks, as an encoder has: each sender
+	// taking its own time.Now() on waking started audio and video apart
+	// by however late its goroutine ran (20 ms on a loaded machine), and
+	// the Sender Reports faithfully told the gateway so.
+	sched := schedule{start: p.connectedAt, loop: opts.Loop || opts.Duration > 0}
 	switch {
 	case !opts.Timing.CaptureStart.IsZero():
 		sched.start, sched.from = opts.Timing.CaptureStart, time.Now()

@@ -115,13 +115,15 @@ type layerGroup struct {
 	keyframe atomic.Bool
 }
 
-func (g *layerGroup) run(ctx context.Context, connected <-chan struct{}, opts PublishOptions) error {
+// run sends the layers from when the connection came up (*connectedAt,
+// set before connected closes), the capture clock of every track.
+func (g *layerGroup) run(ctx context.Context, connected <-chan struct{}, connectedAt *time.Time, opts PublishOptions) error {
 	select {
 	case <-connected:
 	case <-ctx.Done():
 		return nil
 	}
-	sched := schedule{start: time.Now(), loop: opts.Loop || opts.Duration > 0}
+	sched := schedule{start: *connectedAt, loop: opts.Loop || opts.Duration > 0}
 	if opts.Duration > 0 {
 		sched.until = sched.start.Add(opts.Duration)
 	}
