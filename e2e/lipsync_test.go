@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -22,18 +23,16 @@ import (
 // sent in one burst once DTLS is up; with every audio packet sent 100 ms
 // after its capture, RTP timestamps and Sender Reports unchanged), and
 // finds the flashes and beeps again with ffmpeg in the recording, in what
-// ffmpeg reads over RTSP and over HLS: median |audio − video| ≤ 20 ms,
-// none over 45 ms.
+// ffmpeg reads over RTSP (from the start, and joining the running stream)
+// and over HLS: median |audio − video| ≤ 20 ms, none over 45 ms, and
+// ffmpeg never sees a track's timestamps go back.
 func TestLipSyncEndToEnd(t *testing.T) {
 	mediacheck.Require(t)
 	g := startGateway(t, nil)
 	// Reports every 2 s, the first 1 s after the connection (RFC 3550's
 	// first interval is 1.25 to 3.75 s; libwebrtc's audio sends its first
-	// after ~2.5 s): the readers below have started by then. A reader
-	// that starts after the stream's clock has settled gets its first
-	// report from gortsplib, up to 10 s later, and ffmpeg lines the
-	// tracks up by their first packets until then (a known limitation;
-	// a report at PLAY makes ffmpeg move tracks it had started).
+	// after ~2.5 s): the first readers below have started by then; one
+	// more joins the running stream over RTSP.
 	modes := map[string]whipclient.Timing{
 		"obs":       {SenderReports: whipclient.SRCapture, SRInterval: 2 * time.Second},
 		"burst":     {SenderReports: whipclient.SRCapture, SRInterval: 2 * time.Second, StartBeforeConnect: true, BurstAfter: time.Second},
@@ -79,12 +78,15 @@ func lipSyncRun(t *testing.T, g *gateway, stream string, tm whipclient.Timing) m
 	}
 	dir := t.TempDir()
 	copies := map[string]string{
-		"rtsp": filepath.Join(dir, "rtsp.mkv"),
-		"hls":  filepath.Join(dir, "hls.mkv"),
+		"rtsp":         filepath.Join(dir, "rtsp.mkv"),
+		"rtsp joining": filepath.Join(dir, "rtsp-joining.mkv"),
+		"hls":          filepath.Join(dir, "hls.mkv"),
 	}
+	rtspURL := fmt.Sprintf("rtsp://127.0.0.1:%d/%s", g.RTSPPort, stream)
 	inputs := map[string][]string{
-		"rtsp": {"-rtsp_transport", "tcp", "-i", fmt.Sprintf("rtsp://127.0.0.1:%d/%s", g.RTSPPort, stream)},
-		"hls":  {"-i", g.HTTP + "/hls/" + stream + "/index.m3u8"},
+		"rtsp":         {"-rtsp_transport", "tcp", "-i", rtspURL},
+		"rtsp joining": {"-rtsp_transport", "tcp", "-i", rtspURL},
+		"hls":          {"-i", g.HTTP + "/hls/" + stream + "/index.m3u8"},
 	}
 	// Readers join as soon as the stream is live, while its clock waits
 	// for the Sender Reports: RTSP sends nothing until then, and a report
@@ -103,12 +105,24 @@ func lipSyncRun(t *testing.T, g *gateway, stream string, tm whipclient.Timing) m
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			args := append(append([]string{"-hide_banner", "-nostdin", "-v", "error", "-y"}, in...),
+			if out == "rtsp joining" {
+				// Past the clock's settling and the first reader's start:
+				// it joins a running RTSP stream.
+				time.Sleep(3 * time.Second)
+			}
+			args := append(append([]string{"-hide_banner", "-nostdin", "-v", "warning", "-y"}, in...),
 				"-t", "9", "-c", "copy", copies[out])
 			cctx, cancel := context.WithTimeout(ctx, 40*time.Second)
 			defer cancel()
-			if b, err := exec.CommandContext(cctx, "ffmpeg", args...).CombinedOutput(); err != nil {
+			b, err := exec.CommandContext(cctx, "ffmpeg", args...).CombinedOutput()
+			switch {
+			case err != nil:
 				t.Errorf("%s: ffmpeg copying %s: %v: %s", stream, out, err, b)
+			case bytes.Contains(b, []byte("Non-monotonous")) || bytes.Contains(b, []byte("non monotonically")):
+				// A Sender Report that moved a track back.
+				t.Errorf("%s: ffmpeg copying %s saw timestamps go back: %s", stream, out, b)
+			case len(b) > 0:
+				t.Logf("%s: ffmpeg copying %s: %s", stream, out, b)
 			}
 		}()
 	}
@@ -128,7 +142,7 @@ func lipSyncRun(t *testing.T, g *gateway, stream string, tm whipclient.Timing) m
 		return false
 	})
 	res := map[string]*mediacheck.Sync{}
-	for out, f := range map[string]string{"recording": file, "rtsp": copies["rtsp"], "hls": copies["hls"]} {
+	for out, f := range map[string]string{"recording": file, "rtsp": copies["rtsp"], "rtsp joining": copies["rtsp joining"], "hls": copies["hls"]} {
 		s, err := mediacheck.LipSync(ctx, f)
 		if err != nil {
 			t.Errorf("%s via %s: %v", stream, out, err)

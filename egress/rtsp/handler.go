@@ -104,10 +104,15 @@ func (h *handler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response,
 				ls.requestKeyframe()
 			}
 		})
-		// Its clock places the tracks by Sender Reports: it gets one per
-		// track now, ahead of the first packets, not in gortsplib's 10 s.
-		ls.reportTo(ctx.Session)
 	}
+	// Every reader gets a Sender Report per track now, ahead of its first
+	// packets, not in gortsplib's 10 s: a relay's clock places the tracks
+	// by them, and a player lines the tracks up by them from the start.
+	// Without one, ffmpeg placed a track by the PLAY response's RTP-Info,
+	// which lacks the video of a stream whose first keyframe was not
+	// forwarded yet (every RTSP stream's first reader), and the video by
+	// its first packet: 35 to 135 ms away from the audio.
+	ls.reportTo(ctx.Session)
 	transport := ""
 	if t := ctx.Session.SetuppedTransport(); t != nil {
 		transport = t.String()

@@ -16,6 +16,32 @@ type lastPacket struct {
 	ok  bool
 }
 
+// reportEvery is how often every reader gets a Sender Report per track
+// (RFC 3550's minimum RTCP interval), from the stream's clock. Reel writes
+// them itself: gortsplib v4.16.2's own (every 10 s, turned off in
+// server.go) carry nanoseconds where NTP's fraction of a second belongs
+// (bluenviron/gortsplib#869, fixed only in later majors), so each put its
+// track up to 767 ms early: ffmpeg moved the tracks at every one (logging
+// timestamps going back) and a cluster edge's clock refused them.
+var reportEvery = 5 * time.Second
+
+// sendReport writes out's Sender Report at now to every reader and
+// schedules the next. Called on the subscription's goroutine.
+func (ls *liveStream) sendReport(out *output, now time.Time) {
+	sr := ls.report(out, now)
+	if sr == nil {
+		return
+	}
+	if !out.anchor.ok {
+		// Nothing of the track was forwarded yet: its packets keep the
+		// mapping this report gives (the clock's now), not the one the
+		// clock has refined by a millisecond when the first comes.
+		out.anchor = anchor{ok: true, rtp: sr.RTPTime, ntp: ntpToTime(sr.NTPTime)}
+	}
+	out.nextReport = now.Add(reportEvery)
+	_ = ls.rtsp.WritePacketRTCP(out.media, sr)
+}
+
 // report is the Sender Report of out at now, extrapolated from its latest
 // forwarded packet as gortsplib does, or from the track's latest packet
 // on the stream's clock when none has been forwarded yet (a reader that
@@ -27,7 +53,7 @@ func (ls *liveStream) report(out *output, now time.Time) *rtcp.SenderReport {
 		return nil
 	}
 	ls.lastMu.Lock()
-	last := out.last
+	last, packets, octets := out.last, out.packets, out.octets
 	ls.lastMu.Unlock()
 	if !last.ok {
 		last.rtp, last.ntp, last.at, last.ok = clock.Latest(out.track)
@@ -50,17 +76,16 @@ func (ls *liveStream) report(out *output, now time.Time) *rtcp.SenderReport {
 		rate = float64(out.track.Codec.ClockRate())
 	}
 	return &rtcp.SenderReport{
-		SSRC:    ssrc,
-		NTPTime: ntpTimestamp(last.ntp.Add(d)),
-		RTPTime: last.rtp + uint32(d.Seconds()*rate),
+		SSRC:        ssrc,
+		NTPTime:     ntpTimestamp(last.ntp.Add(d)),
+		RTPTime:     last.rtp + uint32(d.Seconds()*rate),
+		PacketCount: packets,
+		OctetCount:  octets,
 	}
 }
 
 // reportTo queues one Sender Report per track for a reader that is
-// starting to play, ahead of its first RTP packet. Only cluster relays
-// get it (handler.go): a player such as ffmpeg places a track by the PLAY
-// response's RTP-Info first and moves it when a report comes, while a
-// relay's clock waits for the reports before it places anything.
+// starting to play, ahead of its first RTP packet (handler.go).
 func (ls *liveStream) reportTo(ss *gortsplib.ServerSession) {
 	now := time.Now()
 	for _, m := range ss.SetuppedMedias() {
@@ -74,6 +99,13 @@ func (ls *liveStream) reportTo(ss *gortsplib.ServerSession) {
 			}
 		}
 	}
+}
+
+// ntpToTime decodes a 64-bit NTP timestamp (RFC 3550: seconds since 1900,
+// then the fraction of a second in units of 1/2^32 s).
+func ntpToTime(v uint64) time.Time {
+	const unixToNTP = 2208988800
+	return time.Unix(int64(v>>32)-unixToNTP, int64((v&0xffffffff)*1e9>>32))
 }
 
 // ntpTimestamp is t as a 64-bit NTP timestamp (RFC 3550).

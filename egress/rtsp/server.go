@@ -166,6 +166,8 @@ func (s *Server) Start() error {
 		// Only Basic: a token is checked against any user name, which
 		// Digest cannot do.
 		AuthMethods: []auth.VerifyMethod{auth.VerifyMethodBasic},
+		// Reel writes the Sender Reports (reports.go).
+		DisableRTCPSenderReports: true,
 		// Listen records the real address when the port is 0. It runs
 		// inside srv.Start, under s.mu. Its connections batch their
 		// writes (batchconn.go).

@@ -38,12 +38,8 @@ func TestSimulcastLayers(t *testing.T) {
 				}
 			}
 			// The layers' pictures are decoded; audio is not this test's
-			// subject. A reader that starts after the stream's clock
-			// settled is placed by RTP-Info until gortsplib's first Sender
-			// Report, which moves a track whose packets came late at PLAY
-			// (README, RTSP: a known limitation), and ffmpeg logs audio
-			// going back when the fixture's audio came more than a frame
-			// late (CI, under load). TestLipSyncEndToEnd judges RTSP audio.
+			// subject (TestLipSyncEndToEnd and TestSenderReports judge
+			// RTSP's timing).
 			decode3s(t, streamURL(s, "sim?layer=low"), "udp", "-map", "0:v")
 			decode3s(t, streamURL(s, "sim"), "tcp", "-map", "0:v")
 			if _, err := ffprobe(t, streamURL(s, "sim?layer=x"), "tcp"); err == nil {

@@ -68,6 +68,10 @@ type output struct {
 	last    lastPacket // the latest packet forwarded, for Sender Reports
 	anchor  anchor     // the mapping of its RTP time that players get
 	rate    float64    // RTP ticks per second
+	// The packets and payload octets forwarded (guarded by lastMu), and
+	// when the next periodic Sender Report is due (reports.go).
+	packets, octets uint32
+	nextReport      time.Time
 }
 
 // anchor keeps one mapping of a track's RTP time to the stream's clock
@@ -190,15 +194,10 @@ func (ls *liveStream) WritePacket(p *live.Packet) {
 		ls.timed = true
 		ls.src.RequestKeyframe()
 		// Readers that are already playing get every track's report
-		// ahead of its first packet. Later readers are placed by the
-		// PLAY response's RTP-Info, which gortsplib takes from the same
-		// clock, until gortsplib's own reports (every 10 s): a report
-		// sent at PLAY makes ffmpeg move a track it had started by
-		// RTP-Info, and log the timestamps going back.
+		// ahead of its first packet; later ones get theirs at PLAY
+		// (handler.go).
 		for i := range ls.outs {
-			if sr := ls.report(&ls.outs[i], p.Arrival); sr != nil {
-				_ = ls.rtsp.WritePacketRTCP(ls.outs[i].media, sr)
-			}
+			ls.sendReport(&ls.outs[i], p.Arrival)
 		}
 	}
 	in := &p.RTP.Header
@@ -225,8 +224,13 @@ func (ls *liveStream) WritePacket(p *live.Packet) {
 	ntp = out.anchor.time(in.Timestamp, ntp, out.rate)
 	ls.lastMu.Lock()
 	out.last = lastPacket{rtp: in.Timestamp, ntp: ntp, at: p.Arrival, ok: true}
+	out.packets++
+	out.octets += uint32(len(p.RTP.Payload))
 	ls.lastMu.Unlock()
 	err := ls.rtsp.WritePacketRTPWithNTP(out.media, &ls.pkt, ntp)
+	if !p.Arrival.Before(out.nextReport) {
+		ls.sendReport(out, p.Arrival)
+	}
 	ls.pkt.Payload = nil // the packet goes back to the pool after we return
 	if err != nil && !errors.As(err, &liberrors.ErrServerStreamClosed{}) {
 		if ls.writeErrs.Add(1) == 1 {
