@@ -81,11 +81,11 @@ type Publisher struct {
 	// connectedAt is when the connection came up: the capture clock's
 	// start for every track (set before connected is closed).
 	connectedAt time.Time
-	done      chan struct{}
-	stop      context.CancelFunc
-	sendErr   error // first send error, valid after done is closed
-	closeOnce sync.Once
-	closeErr  error
+	done        chan struct{}
+	stop        context.CancelFunc
+	sendErr     error // first send error, valid after done is closed
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // Publish creates a PeerConnection with sendonly tracks for the requested
