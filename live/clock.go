@@ -60,6 +60,17 @@ const (
 	// says and still be delay (the gateway behind its input), not new
 	// RTP timestamps.
 	maxBacklog = 30 * time.Second
+	// settleDrop and settleQuiet: the clock does not settle (before
+	// SettleTimeout) within settleQuiet of a packet that lowered the
+	// stream's delay estimate by more than settleDrop. Media held back
+	// and sent at once (webrtcbin sends the second captured before DTLS
+	// was up in one burst) lowers it by a second within tens of ms, as
+	// ever later-captured packets come; settled in the middle, the clock
+	// stepped back by most of that, and a frame stamped then (by an
+	// output that kept up with the stream) came that much too late.
+	// Network jitter lowers it by tens of ms, once or twice.
+	settleDrop  = 50 * time.Millisecond
+	settleQuiet = 200 * time.Millisecond
 )
 
 // impossibleDelay reports whether a packet whose delay (arrival minus its
@@ -92,8 +103,15 @@ type Clock struct {
 	settled bool
 	mode    string
 	// delay estimates gateway time minus publisher NTP time, in ns, from
-	// packets of tracks that have a Sender Report.
-	delay minEstimator
+	// packets of tracks that have a Sender Report. dropAt is the arrival
+	// of the latest packet that lowered it by more than settleDrop
+	// before the clock settled.
+	delay  minEstimator
+	dropAt time.Time
+	// dropRef is the delay estimate at dropRefAt, the start of the
+	// window over which noteDrop measures its fall.
+	dropRef   int64
+	dropRefAt time.Time
 	// peak is the most any packet since peakAt came later than its
 	// track's least delay says (ns), held for lateHold: the gateway's
 	// backlog, or the path's.
@@ -253,11 +271,29 @@ func (c *Clock) observe(t *Track, rtp uint32, arrival time.Time) {
 			tc.hasSR, tc.sro = false, minEstimator{}
 			c.logf(slog.LevelWarn, "a track's RTP timestamps jumped; placing it by arrival until its next Sender Report", tc)
 		} else {
+			before, valid := c.delay.est, c.delay.valid
 			c.delay.add(d, arrival)
+			if valid && !c.settled {
+				c.noteDrop(before, arrival)
+			}
 		}
 	}
 	if !c.settled {
 		c.maybeSettle()
+	}
+}
+
+// noteDrop follows the fall of the stream's delay estimate while the clock
+// settles: before is the estimate ahead of the packet that came at
+// arrival. A fall of more than settleDrop within settleQuiet, in one step
+// or many (a burst lowers it a frame's duration at a time), sets dropAt.
+func (c *Clock) noteDrop(before int64, arrival time.Time) {
+	if c.dropRefAt.IsZero() || arrival.Sub(c.dropRefAt) > settleQuiet {
+		c.dropRef, c.dropRefAt = before, arrival
+	}
+	if c.dropRef-c.delay.est > int64(settleDrop) {
+		c.dropAt = arrival
+		c.dropRef, c.dropRefAt = c.delay.est, arrival
 	}
 }
 
@@ -308,6 +344,9 @@ func (c *Clock) maybeSettle() {
 	}
 	if !any || (!all && c.now.Sub(c.start) < SettleTimeout) {
 		return
+	}
+	if !c.dropAt.IsZero() && c.now.Sub(c.dropAt) < settleQuiet && c.now.Sub(c.start) < SettleTimeout {
+		return // the delay estimate is still falling (a burst)
 	}
 	c.settled = true
 	for _, tc := range c.tracks {

@@ -1,8 +1,10 @@
 package live
 
 import (
+	"cmp"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -401,4 +403,71 @@ func TestClockSettlesOnEveryTracksDelay(t *testing.T) {
 		prev = at
 	}
 	within(t, "video 100 ms slower", s.skew(4*time.Second), 2*time.Millisecond)
+}
+
+// GStreamer webrtcbin's start, as recorder/lipsync_test.go simulates it:
+// 1.5 s of media captured before the connection was up goes out at once
+// (video first), with each track's first Sender Report in the burst. The
+// stream's delay estimate falls by a second within those 30 ms as the
+// later-captured packets come. The clock settles only once it has stopped
+// falling: a frame stamped the moment the clock settled, which an output
+// that keeps up with the stream does, keeps its time (it came 768 ms too
+// late, and the recording dropped the 0.8 s of video after it).
+func TestClockSettlesAfterABurst(t *testing.T) {
+	s := newClockSim()
+	const up = 1500 * time.Millisecond
+	delay := func(k MediaKind, c time.Duration) time.Duration {
+		switch {
+		case c >= up:
+			return 15 * time.Millisecond
+		case k == Audio:
+			return up - c + 30*time.Millisecond + c/30
+		}
+		return up - c + c/50
+	}
+	type event struct {
+		t      *Track
+		c      time.Duration
+		at     time.Duration // arrival, from capture 0
+		report bool
+	}
+	// Reports first: one that comes with a packet goes ahead of it (the
+	// audio report of 1.5 s, ahead of any audio packet).
+	var events []event
+	for c := 500 * time.Millisecond; c < 4*time.Second; c += time.Second {
+		events = append(events, event{t: s.v, c: c, at: c + delay(Video, c), report: true},
+			event{t: s.a, c: c, at: c + delay(Audio, c), report: true})
+	}
+	for c := time.Duration(0); c < 4*time.Second; c += 33 * time.Millisecond {
+		events = append(events, event{t: s.v, c: c, at: c + delay(Video, c)})
+	}
+	for c := time.Duration(0); c < 4*time.Second; c += 20 * time.Millisecond {
+		events = append(events, event{t: s.a, c: c, at: c + delay(Audio, c)})
+	}
+	slices.SortStableFunc(events, func(x, y event) int { return cmp.Compare(x.at, y.at) })
+	var atSettle [2]time.Time
+	for _, ev := range events {
+		if ev.report {
+			s.c.senderReport(ev.t, s.epoch.Add(ev.c), s.rtp(ev.t, ev.c), s.gw.Add(ev.at))
+		} else {
+			s.c.observe(ev.t, s.rtp(ev.t, ev.c), s.gw.Add(ev.at))
+		}
+		if atSettle[0].IsZero() && s.c.Settled() {
+			atSettle[0], _ = s.c.Time(s.v, s.rtp(s.v, 0))
+			atSettle[1], _ = s.c.Time(s.a, s.rtp(s.a, 0))
+			t.Logf("settled at arrival +%v", ev.at)
+		}
+	}
+	if atSettle[0].IsZero() {
+		t.Fatal("never settled")
+	}
+	final := [2]time.Time{}
+	final[0], _ = s.c.Time(s.v, s.rtp(s.v, 0))
+	final[1], _ = s.c.Time(s.a, s.rtp(s.a, 0))
+	for i, kind := range []string{"video", "audio"} {
+		if d := atSettle[i].Sub(final[i]); d > 5*time.Millisecond || d < -5*time.Millisecond {
+			t.Errorf("%s captured at 0: placed %v from its final place when the clock settled", kind, d)
+		}
+	}
+	within(t, "burst, first frames", s.skew(0), 2*time.Millisecond)
 }
