@@ -49,10 +49,14 @@ func TestMeetingEndToEnd(t *testing.T) { runMeeting(t, false) }
 // 30 ms (reordering). The retention pass is left to TestMeetingEndToEnd.
 func TestMeetingUnderLossAndJitter(t *testing.T) { runMeeting(t, true) }
 
-// canvasSource is the participant whose picture is Chromium's canvas:
-// its flashes are as late as the canvas' capture (a frame, more under
-// load), so they are not held to the participants' alignment; its beeps
-// are.
+// canvasSource is the participant whose picture is Chromium's canvas and
+// whose beeps the page schedules on WebAudio's clock: its flashes are as
+// late as the canvas' capture (a frame, more under load), and its first
+// beeps as late as Chromium's audio clock runs behind the wall clock in
+// its first seconds (CI, loaded: the first two 80 ms late, her own audio
+// 70 ms behind her own picture in her own file, then within 16 ms). Each
+// instant of it is logged, not held to alignTolerance; its median from
+// the others is.
 const canvasSource = "bea"
 
 // Tolerances of issue 14.
@@ -447,13 +451,14 @@ func checkTimeline(t *testing.T, ctx context.Context, man mtgManifest, dir strin
 		}
 	}
 	compareInstants(t, "flash", man.Start, flashes, canvasSource)
-	compareInstants(t, "beep", man.Start, beeps, "")
+	compareInstants(t, "beep", man.Start, beeps, canvasSource)
 }
 
 // compareInstants checks, for every even second that more than one
 // participant showed, that they are placed within alignTolerance of each
-// other (but for loose, logged only); and that every one is within 150 ms
-// of the truth (so that it was paired with the right second).
+// other (but for loose, whose median distance from the others is held to
+// it instead); and that every one is within 150 ms of the truth (so that
+// it was paired with the right second).
 func compareInstants(t *testing.T, what string, start time.Time, xs []instant, loose string) {
 	t.Helper()
 	by := map[time.Time][]instant{}
@@ -466,10 +471,12 @@ func compareInstants(t *testing.T, what string, start time.Time, xs []instant, l
 	}
 	slices.SortFunc(keys, func(a, b time.Time) int { return a.Compare(b) })
 	shared, worst := 0, time.Duration(0)
+	var looseOff []time.Duration // loose's distance from the others' middle
 	for _, k := range keys {
 		var line []string
 		n := 0
 		lo, hi := time.Duration(math.MaxInt64), time.Duration(math.MinInt64)
+		looseAt := time.Duration(-1)
 		for _, x := range by[k] {
 			err := x.at - k.Sub(start)
 			line = append(line, fmt.Sprintf("%s %+dms", x.who, err.Milliseconds()))
@@ -479,7 +486,12 @@ func compareInstants(t *testing.T, what string, start time.Time, xs []instant, l
 			if x.who != loose {
 				lo, hi = min(lo, x.at), max(hi, x.at)
 				n++
+			} else {
+				looseAt = x.at
 			}
+		}
+		if looseAt >= 0 && n > 0 {
+			looseOff = append(looseOff, looseAt-(lo+hi)/2)
 		}
 		t.Logf("%s at %v: %s", what, k.Sub(start).Round(time.Millisecond), strings.Join(line, ", "))
 		if n < 2 {
@@ -492,6 +504,14 @@ func compareInstants(t *testing.T, what string, start time.Time, xs []instant, l
 		}
 	}
 	t.Logf("%s: %d instants shown by more than one participant (%s aside), worst spread %v", what, shared, cmp.Or(loose, "nobody"), worst)
+	if len(looseOff) > 0 {
+		slices.SortFunc(looseOff, func(a, b time.Duration) int { return cmp.Compare(a.Abs(), b.Abs()) })
+		med := looseOff[len(looseOff)/2]
+		t.Logf("%s: %s's median distance from the others %v over %d instants", what, loose, med, len(looseOff))
+		if len(looseOff) < 3 || med.Abs() > alignTolerance {
+			t.Errorf("%s: %s %v from the others (median of %d instants), want within %v", what, loose, med, len(looseOff), alignTolerance)
+		}
+	}
 	if shared < 3 {
 		t.Errorf("%s: only %d instants shown by more than one participant", what, shared)
 	}
