@@ -244,7 +244,7 @@ func (rl *relay) pump(m *description.Media, t *live.Track) {
 	}
 	rl.client.OnPacketRTCP(m, func(pkt rtcp.Packet) {
 		if sr, ok := pkt.(*rtcp.SenderReport); ok {
-			rl.stream.WriteSenderReport(t, ntpTime(sr.NTPTime), sr.RTPTime, time.Now())
+			rl.stream.WriteSenderReport(t, live.NTPTime(sr.NTPTime), sr.RTPTime, time.Now())
 		}
 	})
 }
@@ -368,12 +368,4 @@ func trackOf(m *description.Media) *live.Track {
 	}
 	t.Kind = t.Codec.Kind()
 	return t
-}
-
-// ntpTime converts a 64-bit NTP timestamp (RFC 3550) to a time.
-func ntpTime(ntp uint64) time.Time {
-	const unixFromNTP = 2208988800
-	secs := int64(ntp>>32) - unixFromNTP
-	frac := int64((ntp & 0xffffffff) * 1e9 >> 32)
-	return time.Unix(secs, frac)
 }

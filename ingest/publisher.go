@@ -97,19 +97,10 @@ func (p *Publisher) readRTCP(track *live.Track, read func() ([]rtcp.Packet, erro
 		now := time.Now()
 		for _, pkt := range pkts {
 			if sr, ok := pkt.(*rtcp.SenderReport); ok && sr.SSRC == track.SSRC() {
-				p.Stream.WriteSenderReport(track, NTPTime(sr.NTPTime), sr.RTPTime, now)
+				p.Stream.WriteSenderReport(track, live.NTPTime(sr.NTPTime), sr.RTPTime, now)
 			}
 		}
 	}
-}
-
-// NTPTime converts a 64-bit NTP timestamp (RFC 3550: seconds since 1900
-// in the high 32 bits, the fraction in the low 32) to a time.
-func NTPTime(ntp uint64) time.Time {
-	const unixFromNTP = 2208988800 // seconds from 1900 to 1970
-	secs := int64(ntp>>32) - unixFromNTP
-	frac := int64((ntp & 0xffffffff) * 1e9 >> 32)
-	return time.Unix(secs, frac)
 }
 
 // sizeLayer asks again for a keyframe of a simulcast layer until one shows

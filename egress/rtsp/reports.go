@@ -5,6 +5,8 @@ import (
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/pion/rtcp"
+
+	"github.com/reel-gateway/reel/live"
 )
 
 // lastPacket is a forwarded packet's RTP timestamp, its time on the
@@ -36,7 +38,7 @@ func (ls *liveStream) sendReport(out *output, now time.Time) {
 		// Nothing of the track was forwarded yet: its packets keep the
 		// mapping this report gives (the clock's now), not the one the
 		// clock has refined by a millisecond when the first comes.
-		out.anchor = anchor{ok: true, rtp: sr.RTPTime, ntp: ntpToTime(sr.NTPTime)}
+		out.anchor = anchor{ok: true, rtp: sr.RTPTime, ntp: live.NTPTime(sr.NTPTime)}
 	}
 	out.nextReport = now.Add(reportEvery)
 	_ = ls.rtsp.WritePacketRTCP(out.media, sr)
@@ -77,7 +79,7 @@ func (ls *liveStream) report(out *output, now time.Time) *rtcp.SenderReport {
 	}
 	return &rtcp.SenderReport{
 		SSRC:        ssrc,
-		NTPTime:     ntpTimestamp(last.ntp.Add(d)),
+		NTPTime:     live.NTPTimestamp(last.ntp.Add(d)),
 		RTPTime:     last.rtp + uint32(d.Seconds()*rate),
 		PacketCount: packets,
 		OctetCount:  octets,
@@ -99,19 +101,4 @@ func (ls *liveStream) reportTo(ss *gortsplib.ServerSession) {
 			}
 		}
 	}
-}
-
-// ntpToTime decodes a 64-bit NTP timestamp (RFC 3550: seconds since 1900,
-// then the fraction of a second in units of 1/2^32 s).
-func ntpToTime(v uint64) time.Time {
-	const unixToNTP = 2208988800
-	return time.Unix(int64(v>>32)-unixToNTP, int64((v&0xffffffff)*1e9>>32))
-}
-
-// ntpTimestamp is t as a 64-bit NTP timestamp (RFC 3550).
-func ntpTimestamp(t time.Time) uint64 {
-	const unixToNTP = 2208988800
-	secs := uint64(t.Unix() + unixToNTP)
-	frac := uint64(t.Nanosecond()) << 32 / 1e9
-	return secs<<32 | frac
 }

@@ -117,9 +117,9 @@ func TestSenderReports(t *testing.T) {
 			// before the subscription forwarded anything, and the clock
 			// refines its mapping by a millisecond or two until then.
 			sr0 := reports[max(before-1, 0)].sr
-			ntp0 := ntpToTime(sr0.NTPTime)
+			ntp0 := live.NTPTime(sr0.NTPTime)
 			for i, ev := range reports {
-				ntp := ntpToTime(ev.sr.NTPTime)
+				ntp := live.NTPTime(ev.sr.NTPTime)
 				// The same mapping: the NTP time the first report gives
 				// this report's RTP time.
 				want := ntp0.Add(time.Duration(float64(int32(ev.sr.RTPTime-sr0.RTPTime)) / rate * float64(time.Second)))
