@@ -171,27 +171,38 @@ func (r *reader) received() ([]uint16, int) {
 	return slices.Clone(r.seqs), r.empty
 }
 
-// play connects a gortsplib client to rawURL and starts playing.
-func play(t *testing.T, rawURL string, transport gortsplib.Transport) (*reader, error) {
+// setUp connects a gortsplib client to rawURL and sets up every media,
+// ready for its callbacks and Play; closed on error.
+func setUp(t *testing.T, rawURL string, transport gortsplib.Transport) (*gortsplib.Client, *description.Session, error) {
 	t.Helper()
 	u, err := base.ParseURL(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &reader{c: &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &transport}, done: make(chan error, 1)}
-	if err := r.c.Start2(); err != nil {
-		return nil, err
+	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &transport}
+	if err := c.Start2(); err != nil {
+		return nil, nil, err
 	}
-	desc, _, err := r.c.Describe(u)
+	desc, _, err := c.Describe(u)
 	if err != nil {
-		r.c.Close()
+		c.Close()
+		return nil, nil, err
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, desc, nil
+}
+
+// play connects a gortsplib client to rawURL and starts playing.
+func play(t *testing.T, rawURL string, transport gortsplib.Transport) (*reader, error) {
+	t.Helper()
+	c, desc, err := setUp(t, rawURL, transport)
+	if err != nil {
 		return nil, err
 	}
-	r.desc = desc
-	if err := r.c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
-		r.c.Close()
-		return nil, err
-	}
+	r := &reader{c: c, desc: desc, done: make(chan error, 1)}
 	r.c.OnPacketRTPAny(func(_ *description.Media, _ format.Format, pkt *rtp.Packet) {
 		r.packets.Add(1)
 		r.last.Store(pkt.Clone())

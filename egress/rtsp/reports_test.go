@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
 	"github.com/pion/rtcp"
@@ -27,23 +26,11 @@ type rtcpEvent struct {
 // packet's media and every Sender Report.
 func recordPlay(t *testing.T, rawURL string) func() []rtcpEvent {
 	t.Helper()
-	u, err := base.ParseURL(rawURL)
+	c, _, err := setUp(t, rawURL, gortsplib.TransportTCP)
 	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := gortsplib.TransportTCP
-	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Transport: &tcp}
-	if err := c.Start2(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var events []rtcpEvent
 	c.OnPacketRTPAny(func(m *description.Media, _ format.Format, _ *rtp.Packet) {
