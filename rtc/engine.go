@@ -21,7 +21,6 @@ import (
 	"github.com/pion/dtls/v2"
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/transport/v2/stdnet"
 	"github.com/pion/webrtc/v3"
 )
@@ -151,20 +150,16 @@ func (r *Engine) NewPeerConnection(me *webrtc.MediaEngine) (*webrtc.PeerConnecti
 	return r.newPeerConnection(me, reg)
 }
 
-// NewViewerPeerConnection makes a send-only peer connection that runs one
-// interceptor, RTCP sender reports (players need them to sync audio and
-// video). A viewer receives no media, so there is nothing to send NACKs,
-// receiver reports or congestion feedback about; and its NACKs are the
-// caller's to answer, from the hub packets it holds: pion's responder would
-// copy every packet sent to every viewer into a history of its own.
+// NewViewerPeerConnection makes a send-only peer connection that runs no
+// interceptor. A viewer receives no media, so there is nothing to send
+// NACKs, receiver reports or congestion feedback about; its NACKs are the
+// caller's to answer, from the hub packets it holds (pion's responder
+// would copy every packet sent to every viewer into a history of its
+// own); and the caller writes its Sender Reports from the stream's clock
+// (pion's report interceptor maps each track to the time its packets are
+// sent, not captured, and takes a lock and the time for every packet).
 func (r *Engine) NewViewerPeerConnection(me *webrtc.MediaEngine) (*webrtc.PeerConnection, error) {
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("creating the sender report interceptor: %w", err)
-	}
-	reg := &interceptor.Registry{}
-	reg.Add(sr)
-	return r.newPeerConnection(me, reg)
+	return r.newPeerConnection(me, &interceptor.Registry{})
 }
 
 // SRTPProfiles are the SRTP protection profiles every peer connection

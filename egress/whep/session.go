@@ -50,6 +50,8 @@ type viewerTrack struct {
 	hist *history
 	// sw picks and rewrites the layer of a simulcast stream's video.
 	sw *layerSwitch
+	// rep writes the track's RTCP Sender Reports (reports.go).
+	rep senderReports
 }
 
 // PlayOptions are a viewer's choices.
@@ -119,6 +121,10 @@ func (sess *Session) addTracks(vts []rtc.ViewerTrack, opts PlayOptions, startBit
 			return fmt.Errorf("adding %s track: %w", vt.Track.Kind, err)
 		}
 		t := &viewerTrack{sess: sess, src: vt.Track, local: local, started: vt.Track.Kind != live.Video}
+		t.rep.every = reportEvery
+		if enc := sender.GetParameters().Encodings; len(enc) > 0 {
+			t.rep.ssrc = uint32(enc[0].SSRC)
+		}
 		if vt.Track.Kind == live.Video {
 			t.hist = new(history)
 			if vt.Track.Layers() != nil {
@@ -237,9 +243,12 @@ func (sess *Session) WritePacket(p *live.Packet) {
 			}
 			vt.started = true
 		}
-		sent := vt.send(&vt.out, p.Arrival) > 0
-		if sent && vt.hist != nil {
-			vt.hist.put(p, vt.out.SequenceNumber, vt.out.Timestamp)
+		if vt.send(&vt.out, p.Arrival) > 0 {
+			if vt.hist != nil {
+				vt.hist.put(p, vt.out.SequenceNumber, vt.out.Timestamp)
+			}
+			vt.rep.sent(p, &vt.out)
+			vt.maybeReport(p.Arrival)
 		}
 		vt.out.Payload = nil // p goes back to the pool after we return
 		if vt.sw != nil {

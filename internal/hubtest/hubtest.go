@@ -61,6 +61,10 @@ type Source struct {
 	// suspends its top layer while its bandwidth is short.
 	PauseLayer        string
 	PauseAt, PauseFor time.Duration
+	// VideoDelay sends every video sample this long after its capture
+	// (the audio at once), as an encoder that takes longer over video
+	// does; the Sender Reports still give each sample its capture time.
+	VideoDelay time.Duration
 }
 
 // simulcastFiles are the layer fixtures, lowest first.
@@ -110,6 +114,9 @@ type trackMedia struct {
 	// a pause from the start).
 	pauseFrom, pauseTo time.Duration
 	paused             bool
+	// delay: every sample is sent this long after its point of the
+	// timeline, its capture time (Source.VideoDelay).
+	delay time.Duration
 }
 
 // Publish makes name live on hub and sends src in the background.
@@ -146,6 +153,7 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 			case src.PauseLayer != "" && m.track.RID == src.PauseLayer:
 				m.pauseFrom, m.pauseTo = src.PauseAt, src.PauseAt+src.PauseFor
 			}
+			m.delay = src.VideoDelay
 			media = append(media, m)
 		}
 	case src.Video != "":
@@ -153,6 +161,7 @@ func Publish(ctx context.Context, hub *live.Hub, name string, src Source) (*Publ
 		if err != nil {
 			return nil, err
 		}
+		m.delay = src.VideoDelay
 		media = append(media, m)
 		tracks = append(tracks, m.track)
 	}
@@ -245,11 +254,12 @@ func videoMedia(src Source) (*trackMedia, error) {
 		pkt: rtp.NewPacketizer(1200, t.PayloadType, rand.Uint32(), payloader, rtp.NewRandomSequencer(), 90000)}, nil
 }
 
-// event is one sample due at a point of the timeline.
+// event is one sample captured at a point of the timeline and sent at
+// send (later by its track's delay).
 type event struct {
-	at time.Duration
-	m  *trackMedia
-	s  testmedia.Sample
+	at, send time.Duration
+	m        *trackMedia
+	s        testmedia.Sample
 }
 
 func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
@@ -261,7 +271,7 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 		events, length := schedule(media, offset)
 		buf := make([]byte, live.MaxPacketSize)
 		for _, ev := range events {
-			if wait := time.Until(start.Add(ev.at)); wait > 0 {
+			if wait := time.Until(start.Add(ev.send)); wait > 0 {
 				select {
 				case <-ctx.Done():
 					return
@@ -330,7 +340,7 @@ func schedule(media []*trackMedia, offset time.Duration) ([]event, time.Duration
 	for _, m := range media {
 		at := offset
 		for _, s := range m.samples {
-			events = append(events, event{at: at, m: m, s: s})
+			events = append(events, event{at: at, send: at + m.delay, m: m, s: s})
 			at += s.Duration
 		}
 		length = max(length, at-offset)
@@ -340,5 +350,5 @@ func schedule(media []*trackMedia, offset time.Duration) ([]event, time.Duration
 }
 
 func sortEvents(ev []event) {
-	slices.SortStableFunc(ev, func(a, b event) int { return cmp.Compare(a.at, b.at) })
+	slices.SortStableFunc(ev, func(a, b event) int { return cmp.Compare(a.send, b.send) })
 }
