@@ -130,6 +130,53 @@ func TestBatchConnGathersAFramesPackets(t *testing.T) {
 	}
 }
 
+// A lone Opus packet waits for the next video frame's packets and leaves
+// with them, in order, in one write; an RTSP response is never held that
+// long.
+func TestBatchConnHoldsALoneAudioPacket(t *testing.T) {
+	b, counted, client := tcpPair(t)
+	b.mu.Lock()
+	b.smallDelay = time.Hour // only the frame that follows sends it
+	b.mu.Unlock()
+	if _, err := b.Write(frame(1, 1, 200)); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	var one [1]byte
+	if n, err := client.Read(one[:]); n != 0 || err == nil {
+		t.Fatalf("a lone audio packet was sent at once (read %d bytes, %v)", n, err)
+	}
+	if _, err := b.Write(frame(0, 2, 1200)); err != nil {
+		t.Fatal(err)
+	}
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []uint16{1, 2} {
+		if _, seq, _ := readFrame(t, client); seq != want {
+			t.Fatalf("packet %d arrived where %d was due", seq, want)
+		}
+	}
+	if n := counted.writes.Load(); n != 1 {
+		t.Errorf("an audio packet and the frame after it took %d writes, want 1", n)
+	}
+
+	// An RTSP response (here after a held audio packet) goes out
+	// within writeBatchDelay, taking the packet with it.
+	if _, err := b.Write(frame(1, 3, 200)); err != nil {
+		t.Fatal(err)
+	}
+	resp := []byte("RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n")
+	if _, err := b.Write(resp); err != nil {
+		t.Fatal(err)
+	}
+	if _, seq, _ := readFrame(t, client); seq != 3 {
+		t.Fatalf("got packet %d, want 3", seq)
+	}
+	got := make([]byte, len(resp))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, resp) {
+		t.Fatalf("the response did not follow the packet: %q, %v", got, err)
+	}
+}
+
 // More than writeBatchMax written at once goes out in several writes,
 // each under the limit, and a write bigger than it goes as it is.
 func TestBatchConnSplitsAKeyframe(t *testing.T) {
