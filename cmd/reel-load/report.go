@@ -43,6 +43,7 @@ type runSetup struct {
 	VideoFile        string  `json:"video_file"`
 	VideoKbps        float64 `json:"video_file_kbps"`
 	Decrypt          bool    `json:"whep_decrypt"`
+	GRO              bool    `json:"whep_gro"`
 	Pace             float64 `json:"pace"`
 	// Layers are the simulcast layers viewers pinned (-simulcast).
 	Layers []string `json:"simulcast_layers,omitempty"`
@@ -115,7 +116,7 @@ func newReport(cfg *config, videoFile string, videoRate float64) *report {
 	r.Setup = runSetup{
 		Streams: cfg.streams, ViewersPerStream: cfg.viewers, ReadersPerStream: cfg.rtspReaders,
 		DurationS: cfg.duration.Seconds(), Video: cfg.video, VideoFile: filepath.Base(videoFile),
-		VideoKbps: math.Round(videoRate / 1000), Decrypt: cfg.decrypt, Pace: cfg.pace, Layers: cfg.layers,
+		VideoKbps: math.Round(videoRate / 1000), Decrypt: cfg.decrypt, GRO: cfg.gro, Pace: cfg.pace, Layers: cfg.layers,
 	}
 	if cfg.rtspReaders > 0 {
 		r.Setup.RTSPTransport = cfg.transport

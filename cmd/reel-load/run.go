@@ -150,7 +150,7 @@ func run(ctx context.Context, cfg *config, logw io.Writer) (*report, error) {
 			}
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			v, err := dialWHEP(cctx, whepURL, cfg.token, client, recv, cfg.decrypt)
+			v, err := dialWHEP(cctx, whepURL, cfg.token, client, recv, cfg.decrypt, cfg.gro)
 			if err != nil {
 				errs.add("whep", err)
 				return

@@ -43,10 +43,12 @@ type whepViewer struct {
 }
 
 // tapNet is pion's standard network whose UDP sockets hand RTP packets to
-// tap instead of to pion.
+// tap instead of to pion; gro lets them take the gateway's segmented sends
+// whole (UDP_GRO).
 type tapNet struct {
 	*stdnet.Net
 	tap func(b []byte, at int64)
+	gro bool
 }
 
 func (n *tapNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
@@ -59,6 +61,9 @@ func (n *tapNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPCon
 		_ = u.SetReadBuffer(1 << 20)
 		if kernelTimestamps(u) {
 			t.udp, t.oob = u, make([]byte, 128)
+			if n.gro && receiveCoalesced(u) {
+				t.big = make([]byte, 1<<16)
+			}
 		}
 	}
 	return t, nil
@@ -82,22 +87,94 @@ func kernelTimestamps(u *net.UDPConn) bool {
 	return serr == nil
 }
 
+// receiveCoalesced asks the kernel to hand over a run of datagrams that
+// the sender segmented (UDP GSO, as the gateway sends a frame's packets to
+// one viewer) as one buffer with their size (UDP_GRO, Linux 5.0+), instead
+// of cutting it into datagrams on the way in. Over loopback that cutting
+// runs in softirq on whichever CPU sent, and this kernel charges it to
+// the task it interrupted: mostly the gateway being measured. A viewer on
+// another machine costs the gateway none of it.
+func receiveCoalesced(u *net.UDPConn) bool {
+	raw, err := u.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
+}
+
 type tapConn struct {
 	transport.UDPConn
 	tap func(b []byte, at int64)
 	udp *net.UDPConn // set when the kernel stamps datagrams
 	oob []byte
+	// big is the buffer of a socket that takes coalesced runs; pending
+	// holds datagrams of a run that are not media, still to give pion
+	// (in practice never: the gateway segments only equal-size media).
+	big      []byte
+	pending  [][]byte
+	fromAddr net.Addr
 }
 
-// ReadFrom passes STUN, DTLS and RTCP on to pion and keeps RTP (RFC 7983:
-// first byte 128-191; RTCP packet types 192-223 in the second byte).
+// isMedia reports whether b is RTP, which the viewer keeps, rather than
+// STUN, DTLS or RTCP, which go on to pion (RFC 7983: first byte 128-191;
+// RTCP packet types 192-223 in the second byte).
+func isMedia(b []byte) bool {
+	return len(b) >= 12 && b[0] >= 128 && b[0] <= 191 && (b[1] < 192 || b[1] > 223)
+}
+
+// ReadFrom passes STUN, DTLS and RTCP on to pion and keeps RTP.
 func (c *tapConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if c.big != nil {
+		return c.readCoalesced(b)
+	}
 	for {
 		n, addr, at, err := c.read(b)
-		if err != nil || n < 12 || b[0] < 128 || b[0] > 191 || (b[1] >= 192 && b[1] <= 223) {
+		if err != nil || !isMedia(b[:n]) {
 			return n, addr, err
 		}
 		c.tap(b[:n], at)
+	}
+}
+
+// readCoalesced is ReadFrom on a socket with UDP_GRO: a read may return
+// a run of datagrams of one size (the last may be shorter), which it
+// cuts apart again.
+func (c *tapConn) readCoalesced(b []byte) (int, net.Addr, error) {
+	for {
+		if len(c.pending) > 0 {
+			n := copy(b, c.pending[0])
+			c.pending = c.pending[1:]
+			return n, c.fromAddr, nil
+		}
+		n, oobn, _, addr, err := c.udp.ReadMsgUDP(c.big, c.oob)
+		if err != nil {
+			if addr == nil {
+				return 0, nil, err
+			}
+			return 0, addr, err
+		}
+		at, seg := parseControl(c.oob[:oobn])
+		if at == 0 {
+			at = now()
+		}
+		if seg <= 0 || seg > n {
+			seg = n
+		}
+		for off := 0; off < n; off += seg {
+			d := c.big[off:min(off+seg, n)]
+			if isMedia(d) {
+				c.tap(d, at)
+				continue
+			}
+			c.pending = append(c.pending, append([]byte(nil), d...))
+			c.fromAddr = addr
+		}
 	}
 }
 
@@ -111,7 +188,7 @@ func (c *tapConn) read(b []byte) (int, net.Addr, int64, error) {
 	n, oobn, _, addr, err := c.udp.ReadMsgUDP(b, c.oob)
 	at := int64(0)
 	if err == nil {
-		at = parseTimestamp(c.oob[:oobn])
+		at, _ = parseControl(c.oob[:oobn])
 	}
 	if at == 0 {
 		at = now()
@@ -122,25 +199,30 @@ func (c *tapConn) read(b []byte) (int, net.Addr, int64, error) {
 	return n, addr, at, err
 }
 
-// parseTimestamp finds SCM_TIMESTAMPNS in a control message, in Unix ns.
-func parseTimestamp(oob []byte) int64 {
+// parseControl finds, in a read's control messages, SCM_TIMESTAMPNS (in
+// Unix ns) and the size of the datagrams of a coalesced run (UDP_GRO; 0
+// for a single datagram).
+func parseControl(oob []byte) (at int64, seg int) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+		switch {
+		case m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})):
 			ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
-			return ts.Nano()
+			at = ts.Nano()
+		case m.Header.Level == unix.IPPROTO_UDP && m.Header.Type == unix.UDP_GRO && len(m.Data) >= 4:
+			seg = int(*(*int32)(unsafe.Pointer(&m.Data[0])))
 		}
 	}
-	return 0
+	return at, seg
 }
 
 // loadNet lists the network interfaces once for every viewer.
 var loadNet = sync.OnceValues(stdnet.NewNet)
 
-func dialWHEP(ctx context.Context, endpoint, token string, client *http.Client, recv *receiver, decrypt bool) (*whepViewer, error) {
+func dialWHEP(ctx context.Context, endpoint, token string, client *http.Client, recv *receiver, decrypt, gro bool) (*whepViewer, error) {
 	stdNet, err := loadNet()
 	if err != nil {
 		return nil, fmt.Errorf("listing network interfaces: %w", err)
@@ -159,7 +241,7 @@ func dialWHEP(ctx context.Context, endpoint, token string, client *http.Client, 
 	}
 	if !decrypt {
 		ir = &interceptor.Registry{}
-		se.SetNet(&tapNet{Net: stdNet, tap: v.tap})
+		se.SetNet(&tapNet{Net: stdNet, tap: v.tap, gro: gro})
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
