@@ -21,9 +21,13 @@ import (
 // interceptor's lock and clock read off every packet sent.
 
 // reportEvery is how often a viewer gets a Sender Report per track, as
-// pion's interceptor and browsers send them: libwebrtc maps a stream's
-// RTP time to its sender's clock only once it has two.
+// pion's interceptor and browsers send them. libwebrtc maps a stream's
+// RTP time to its sender's clock only once it has two, so the first
+// quickReports come reportEvery/4 apart: a viewer's audio and video line
+// up a quarter of a second after its first packet, not a second.
 var reportEvery = time.Second
+
+const quickReports = 3
 
 // reportRetry is how soon a report is tried again while the stream's
 // clock has not settled (its times could still move).
@@ -42,6 +46,7 @@ type senderReports struct {
 	// RFC 3550's sender's packet and octet (payload) counts.
 	packets, octets uint32
 	next            time.Time
+	reports         int // sent so far
 }
 
 // sent notes a packet sent to the viewer: p as the hub has it, out as
@@ -90,6 +95,10 @@ func (vt *viewerTrack) maybeReport(arrival time.Time) {
 		r.next = arrival.Add(reportRetry)
 		return
 	}
-	r.next = arrival.Add(r.every)
+	if r.reports++; r.reports < quickReports {
+		r.next = arrival.Add(r.every / 4)
+	} else {
+		r.next = arrival.Add(r.every)
+	}
 	_ = vt.sess.PC.WriteRTCP([]rtcp.Packet{&sr})
 }
