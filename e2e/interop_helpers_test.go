@@ -394,6 +394,9 @@ type watchResult struct {
 		Video      *rtpStats `json:"video"`
 		Audio      *rtpStats `json:"audio"`
 		SRTPCipher string    `json:"srtpCipher"`
+		// SenderReports counts the RTCP Sender Reports Chromium took,
+		// per kind.
+		SenderReports map[string]int `json:"senderReports"`
 	} `json:"stats"`
 }
 
@@ -416,8 +419,16 @@ func watchWHEP(t *testing.T, b *browser, g *gateway, stream, wantCodec string) {
 	if !offeredSRTPCipher(w.Stats.SRTPCipher) {
 		t.Fatalf("WHEP viewer's SRTP cipher is %q, not one Reel offers", w.Stats.SRTPCipher)
 	}
-	t.Logf("WHEP viewer (whip-whep): %dx%d, first frame after %d ms, framesDecoded %d -> %d, currentTime +%.1fs, %s",
-		w.VideoWidth, w.VideoHeight, w.FirstFrameMs, w.FramesDecodedBefore, w.FramesDecodedAfter, w.CurrentTimeAdvanced, w.Stats.SRTPCipher)
+	// Reel writes each track's Sender Reports from the stream's clock
+	// (egress/whep/reports.go), once the clock has settled: Chromium,
+	// which counts only reports whose SSRC is the media's, took some for
+	// both kinds. (How many depends on when the publisher's own first
+	// reports came: libwebrtc's audio sends its first after ~2.5 s.)
+	if w.Stats.SenderReports["video"] < 1 || w.Stats.SenderReports["audio"] < 1 {
+		t.Fatalf("WHEP viewer took Sender Reports %v in %.1f s of playing, want some for both kinds", w.Stats.SenderReports, w.CurrentTimeAdvanced)
+	}
+	t.Logf("WHEP viewer (whip-whep): %dx%d, first frame after %d ms, framesDecoded %d -> %d, currentTime +%.1fs, %s, Sender Reports %v",
+		w.VideoWidth, w.VideoHeight, w.FirstFrameMs, w.FramesDecodedBefore, w.FramesDecodedAfter, w.CurrentTimeAdvanced, w.Stats.SRTPCipher, w.Stats.SenderReports)
 	b.mustCall(20*time.Second, "viewer", "stopWatching", nil)
 }
 

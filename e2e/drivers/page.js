@@ -293,7 +293,10 @@ async function stop() {
 }
 
 async function recvSummary(pc) {
-  const out = { video: null, audio: null, srtpCipher: "" };
+  // senderReports: the RTCP Sender Reports libwebrtc took per kind (its
+  // remote-outbound-rtp stats exist only for reports whose SSRC matched
+  // the media's).
+  const out = { video: null, audio: null, srtpCipher: "", senderReports: {} };
   const stats = await pc.getStats();
   const byId = new Map();
   stats.forEach((s) => byId.set(s.id, s));
@@ -314,6 +317,7 @@ async function recvSummary(pc) {
       };
     }
     if (s.type === "transport") out.srtpCipher = s.srtpCipher || "";
+    if (s.type === "remote-outbound-rtp") out.senderReports[s.kind] = s.reportsSent || 0;
   });
   return out;
 }
