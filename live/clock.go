@@ -182,14 +182,7 @@ func newClock(tracks []*Track, log *slog.Logger) *Clock {
 		all = append(all, t.Layers()...)
 	}
 	for _, t := range all {
-		rate := float64(t.ClockRate)
-		if rate == 0 {
-			rate = float64(t.Codec.ClockRate())
-		}
-		if rate == 0 {
-			rate = 90000
-		}
-		c.tracks = append(c.tracks, &trackClock{track: t, rate: rate})
+		c.tracks = append(c.tracks, &trackClock{track: t, rate: t.RTPRate()})
 	}
 	return c
 }

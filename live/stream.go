@@ -65,6 +65,18 @@ func (t *Track) SetSSRC(ssrc uint32) { t.ssrc.Store(ssrc) }
 // Packets counts the packets received on the track.
 func (t *Track) Packets() uint64 { return t.packets.Load() }
 
+// RTPRate is the track's RTP clock rate in Hz: the negotiated one, else
+// its codec's, else 90000 (the clock rate of every video codec).
+func (t *Track) RTPRate() float64 {
+	if t.ClockRate != 0 {
+		return float64(t.ClockRate)
+	}
+	if r := t.Codec.ClockRate(); r != 0 {
+		return float64(r)
+	}
+	return 90000
+}
+
 // H264ParameterSets returns the latest SPS and PPS seen in the track's
 // packets, or nil before they arrive (and for other codecs).
 func (t *Track) H264ParameterSets() (sps, pps []byte) { return t.params.get() }

@@ -73,14 +73,10 @@ func (ls *liveStream) report(out *output, now time.Time) *rtcp.SenderReport {
 		return nil
 	}
 	d := now.Sub(last.at)
-	rate := float64(out.track.ClockRate)
-	if rate == 0 {
-		rate = float64(out.track.Codec.ClockRate())
-	}
 	return &rtcp.SenderReport{
 		SSRC:        ssrc,
 		NTPTime:     live.NTPTimestamp(last.ntp.Add(d)),
-		RTPTime:     last.rtp + uint32(d.Seconds()*rate),
+		RTPTime:     last.rtp + uint32(d.Seconds()*out.rate),
 		PacketCount: packets,
 		OctetCount:  octets,
 	}

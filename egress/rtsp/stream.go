@@ -133,14 +133,7 @@ func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, l
 			continue
 		}
 		desc.Medias = append(desc.Medias, media)
-		rate := float64(t.ClockRate)
-		if rate == 0 {
-			rate = float64(t.Codec.ClockRate())
-		}
-		if rate == 0 {
-			rate = 90000
-		}
-		ls.outs = append(ls.outs, output{track: t, media: media, pt: pt, rate: rate})
+		ls.outs = append(ls.outs, output{track: t, media: media, pt: pt, rate: t.RTPRate()})
 	}
 	if len(desc.Medias) == 0 {
 		return nil, fmt.Errorf("rtsp: stream %q has no track RTSP can carry", src.Name)

@@ -68,15 +68,11 @@ func (r *senderReports) report(clock *live.Clock, now time.Time) (rtcp.SenderRep
 	if !ok {
 		return rtcp.SenderReport{}, false
 	}
-	rate := float64(r.src.ClockRate)
-	if rate == 0 {
-		rate = float64(r.src.Codec.ClockRate())
-	}
 	d := now.Sub(r.at)
 	return rtcp.SenderReport{
 		SSRC:        r.ssrc,
 		NTPTime:     live.NTPTimestamp(at.Add(d)),
-		RTPTime:     r.outRTP + uint32(int64(d.Seconds()*rate)),
+		RTPTime:     r.outRTP + uint32(int64(d.Seconds()*r.src.RTPRate())),
 		PacketCount: r.packets,
 		OctetCount:  r.octets,
 	}, true
