@@ -74,17 +74,7 @@ func (n *tapNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPCon
 // gateway sent it, so the latency measured leaves out how long the load
 // tool's own goroutines took to read it.
 func kernelTimestamps(u *net.UDPConn) bool {
-	raw, err := u.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
-	}); err != nil {
-		return false
-	}
-	return serr == nil
+	return turnOn(u, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS)
 }
 
 // receiveCoalesced asks the kernel to hand over a run of datagrams that
@@ -95,13 +85,19 @@ func kernelTimestamps(u *net.UDPConn) bool {
 // the task it interrupted: mostly the gateway being measured. A viewer on
 // another machine costs the gateway none of it.
 func receiveCoalesced(u *net.UDPConn) bool {
+	return turnOn(u, unix.IPPROTO_UDP, unix.UDP_GRO)
+}
+
+// turnOn sets the socket option level/opt of u to 1 and reports whether
+// the kernel took it.
+func turnOn(u *net.UDPConn, level, opt int) bool {
 	raw, err := u.SyscallConn()
 	if err != nil {
 		return false
 	}
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+		serr = unix.SetsockoptInt(int(fd), level, opt, 1)
 	}); err != nil {
 		return false
 	}
