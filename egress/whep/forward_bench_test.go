@@ -338,12 +338,5 @@ func dialBenchViewer(b *testing.B, srv *Server, name string, opts PlayOptions, b
 			b.Fatal(err)
 		}
 	}
-	sess, answer, err := srv.PlayWith(context.Background(), name, []byte(gatheredOffer(b, pc)), "127.0.0.1", opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		b.Fatal(err)
-	}
-	return sess
+	return play(b, context.Background(), srv, pc, name, gatheredOffer(b, pc), opts)
 }

@@ -100,13 +100,7 @@ func TestLostPacketIsResentOnNACK(t *testing.T) {
 			}
 		}
 	})
-	_, answer, err := srv.Play(ctx, "cam", []byte(gatheredOffer(t, pc)), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
+	play(t, ctx, srv, pc, "cam", gatheredOffer(t, pc), PlayOptions{})
 	select {
 	case <-recovered:
 	case <-time.After(20 * time.Second):

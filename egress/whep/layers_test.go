@@ -116,13 +116,7 @@ func playLayersFrom(t *testing.T, src hubtest.Source, after time.Duration, layer
 	}
 	time.Sleep(after)
 	v, offer := newLayerViewer(t, src.Video)
-	sess, answer, err := srv.PlayWith(ctx, "sim", []byte(offer), "127.0.0.1", PlayOptions{Layer: layer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
+	sess := play(t, ctx, srv, v.pc, "sim", offer, PlayOptions{Layer: layer})
 	return v, sess, pub
 }
 

@@ -84,13 +84,7 @@ func TestSenderReportsFromTheClock(t *testing.T) {
 	clock := pub.Stream.Clock()
 	eventually(t, "the stream's clock settles", clock.Settled)
 	v, offer := newReportViewer(t)
-	_, answer, err := srv.Play(ctx, "cam", []byte(offer), "127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
+	play(t, ctx, srv, v.pc, "cam", offer, PlayOptions{})
 	eventually(t, "five Sender Reports per track", func() bool {
 		video, _ := v.got(webrtc.RTPCodecTypeVideo)
 		audio, _ := v.got(webrtc.RTPCodecTypeAudio)

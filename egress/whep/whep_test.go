@@ -86,6 +86,20 @@ func gatheredOffer(tb testing.TB, pc *webrtc.PeerConnection) string {
 	return pc.LocalDescription().SDP
 }
 
+// play has srv answer offer, pc's offer to watch stream from loopback,
+// and gives pc the answer, as a WHEP client does with its POST.
+func play(tb testing.TB, ctx context.Context, srv *Server, pc *webrtc.PeerConnection, stream, offer string, opts PlayOptions) *Session {
+	tb.Helper()
+	sess, answer, err := srv.PlayWith(ctx, stream, []byte(offer), "127.0.0.1", opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		tb.Fatal(err)
+	}
+	return sess
+}
+
 // startServer serves hub over WHEP with a WebRTC socket on loopback; both
 // close with the test.
 func startServer(tb testing.TB, hub *live.Hub, cfg Config) *Server {
@@ -134,13 +148,7 @@ func TestViewersStartOnKeyframeAndLeaveWithPublisher(t *testing.T) {
 			var sessions []*Session
 			for i := 0; i < 3; i++ {
 				v, offer := newViewer(t)
-				sess, answer, err := srv.Play(ctx, "cam", []byte(offer), "127.0.0.1")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-					t.Fatal(err)
-				}
+				sess := play(t, ctx, srv, v.pc, "cam", offer, PlayOptions{})
 				viewers = append(viewers, v)
 				sessions = append(sessions, sess)
 			}
@@ -203,13 +211,7 @@ func TestSRTPProfiles(t *testing.T) {
 		v.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			failed.Store(failed.Load() || s == webrtc.PeerConnectionStateFailed)
 		})
-		_, answer, err := srv.Play(ctx, "cam", []byte(offer), "127.0.0.1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-			t.Fatal(err)
-		}
+		play(t, ctx, srv, v.pc, "cam", offer, PlayOptions{})
 		if tc.ok {
 			eventually(t, fmt.Sprintf("video with SRTP profile %v", tc.profile), func() bool {
 				video, _, _ := v.counts()
