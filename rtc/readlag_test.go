@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pion/transport/v2"
+
+	"github.com/reel-gateway/reel/internal/testwait"
 )
 
 // The read lag is how long packets waited in the socket, not how long
@@ -34,6 +36,18 @@ func TestReadLagIsTheSocketWait(t *testing.T) {
 	if _, known := set.lag.take(); known {
 		t.Fatal("a lag is known before any read")
 	}
+	// The kernel turns arrival stamps on for the whole system a moment
+	// after the first socket asks (net_enable_timestamp defers it); a
+	// packet that came before then is stamped as it is read. Wait for it.
+	testwait.Until(t, 5*time.Second, "the kernel to stamp arrivals", func() bool {
+		if _, err := out.Write([]byte("warm")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+		read("warm")
+		lag, _ := set.lag.take()
+		return lag >= 25*time.Millisecond
+	})
 	for _, p := range []string{"one", "two"} {
 		if _, err := out.Write([]byte(p)); err != nil {
 			t.Fatal(err)
@@ -64,6 +78,9 @@ func TestReadLagIsTheSocketWait(t *testing.T) {
 	if n, err := out.Read(buf); err != nil || string(buf[:n]) != "back" {
 		t.Fatalf("read %q: %v", buf[:n], err)
 	}
+	// The sender counts once its system call has returned, which may be
+	// after the packet has been read here.
+	testwait.Until(t, 5*time.Second, "the send to be counted", func() bool { return set.sendStats().Packets > 0 })
 	if st := set.sendStats(); !st.Batched || st.Packets != 1 || st.Messages != 1 || st.Failed != 0 {
 		t.Errorf("send stats %+v, want one packet in one message", st)
 	}

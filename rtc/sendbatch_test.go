@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/reel-gateway/reel/internal/testwait"
 )
 
 // receiver is a loopback UDP socket that keeps what it reads.
@@ -156,9 +158,13 @@ func TestBatchConnDeliversEveryPacketInOrder(t *testing.T) {
 					}
 				}
 			}
+			// The last send is counted once its system call has returned,
+			// which may be after its packets have been read.
+			total := uint64(writers * frames * (perFrame + 1))
+			testwait.Until(t, 5*time.Second, "the sends to be counted", func() bool { return b.sent.Load()+b.failed.Load() >= total })
 			sent, msgs := b.sent.Load(), b.messages.Load()
 			t.Logf("%d packets in %d messages", sent, msgs)
-			if sent != uint64(writers*frames*(perFrame+1)) || b.failed.Load() != 0 {
+			if sent != total || b.failed.Load() != 0 {
 				t.Errorf("counted %d sent, %d failed", sent, b.failed.Load())
 			}
 			if !gso && msgs != sent {
