@@ -20,6 +20,7 @@ import (
 
 	"github.com/reel-gateway/reel/events"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/recorder"
 	"github.com/reel-gateway/reel/rtc"
@@ -131,7 +132,7 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Active once the file is open; in the catalog just after.
-	waitUntil(t, 5*time.Second, "the recording to start", func() bool {
+	testwait.Until(t, 5*time.Second, "the recording to start", func() bool {
 		return len(rec.Active()) == 1 && rec.Catalog().Stats().Recordings[recorder.StateRecording] == 1
 	})
 
@@ -151,7 +152,7 @@ func TestMetricsScrape(t *testing.T) {
 	m.want(t, eq(1), "1 (publish.started)", "reel_events_total")
 
 	<-pub.Done()
-	waitUntil(t, 5*time.Second, "the recording to finish and three webhooks to be delivered", func() bool {
+	testwait.Until(t, 5*time.Second, "the recording to finish and three webhooks to be delivered", func() bool {
 		s := ev.Stats()
 		return s.Delivered == 3 && s.Queued == 0
 	})
@@ -203,17 +204,6 @@ func (brokenDisk) FreeSpace() (uint64, error) { return 0, errStatfs }
 
 var errStatfs = errors.New("statfs failed")
 
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestShedVisibleInAPIAndMetrics: a WHEP consumer that stops reading sheds
 // beyond its latency budget, and the count shows per consumer in the
 // stream's API and by output in /metrics; the recorder sheds nothing.
@@ -240,7 +230,7 @@ func TestShedVisibleInAPIAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(rec.Close)
-	waitUntil(t, 5*time.Second, "the stalled consumer to shed", func() bool { return stalled.Shed() > 0 })
+	testwait.Until(t, 5*time.Second, "the stalled consumer to shed", func() bool { return stalled.Shed() > 0 })
 
 	m := scrape(t, url)
 	m.want(t, positive, "> 0", "reel_consumer_shed_packets", "output", "whep")

@@ -10,6 +10,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/reel-gateway/reel/internal/testlog"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -59,16 +60,6 @@ func publishOn(t *testing.T, n *Node, name string) *live.Stream {
 	return s
 }
 
-// eventually polls cond every 20 ms for at most within.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-	}
-}
-
 func whipURL(name string) *url.URL {
 	u, _ := url.Parse("/whip/" + name + "?token=x")
 	return u
@@ -114,7 +105,7 @@ func TestMeetingOwnedWholeAndRedirected(t *testing.T) {
 		t.Fatalf("a, first publisher of a new meeting: %+v, %v; want local", d, err)
 	}
 	s := publishOn(t, a, "board/alice")
-	eventually(t, 2*time.Second, "a owns the meeting", func() bool { v, _ := mr.Get(keyOwnerPrefix + "board"); return v == "a" })
+	testwait.Until(t, 2*time.Second, "a owns the meeting", func() bool { v, _ := mr.Get(keyOwnerPrefix + "board"); return v == "a" })
 
 	// Another participant of the same meeting, sent to b: redirected to a,
 	// to the same path and query.
@@ -132,7 +123,7 @@ func TestMeetingOwnedWholeAndRedirected(t *testing.T) {
 	}
 	// Released when its last stream ends.
 	s.Close()
-	eventually(t, 2*time.Second, "ownership released on unpublish", func() bool { return !mr.Exists(keyOwnerPrefix + "board") })
+	testwait.Until(t, 2*time.Second, "ownership released on unpublish", func() bool { return !mr.Exists(keyOwnerPrefix + "board") })
 }
 
 func TestOwnershipExpiresWhenOwnerDies(t *testing.T) {
@@ -140,9 +131,9 @@ func TestOwnershipExpiresWhenOwnerDies(t *testing.T) {
 	a := testNode(t, mr, "a", nil)
 	b := testNode(t, mr, "b", nil)
 	publishOn(t, a, "cam")
-	eventually(t, 2*time.Second, "a owns cam", func() bool { v, _ := mr.Get(keyOwnerPrefix + "cam"); return v == "a" })
+	testwait.Until(t, 2*time.Second, "a owns cam", func() bool { v, _ := mr.Get(keyOwnerPrefix + "cam"); return v == "a" })
 	b.heartbeat()
-	eventually(t, 2*time.Second, "b sees a's stream", func() bool { return b.cache.streamAt("cam") != nil })
+	testwait.Until(t, 2*time.Second, "b sees a's stream", func() bool { return b.cache.streamAt("cam") != nil })
 
 	kill(a)
 	d, err := b.LocatePublish(context.Background(), "cam", whipURL("cam"))
@@ -230,7 +221,7 @@ func TestRedisDown(t *testing.T) {
 	mr := miniredis.RunT(t)
 	a := testNode(t, mr, "a", nil)
 	publishOn(t, a, "board/alice")
-	eventually(t, 2*time.Second, "a owns board", func() bool { v, _ := mr.Get(keyOwnerPrefix + "board"); return v == "a" })
+	testwait.Until(t, 2*time.Second, "a owns board", func() bool { v, _ := mr.Get(keyOwnerPrefix + "board"); return v == "a" })
 
 	mr.Close()
 	a.heartbeat()
@@ -250,7 +241,7 @@ func TestRedisDown(t *testing.T) {
 	}
 	mr.FlushAll()
 	// go-redis waits a little before dialing again after failed dials.
-	eventually(t, 5*time.Second, "a notices Redis is back", func() bool { a.heartbeat(); return a.Healthy() })
+	testwait.Until(t, 5*time.Second, "a notices Redis is back", func() bool { a.heartbeat(); return a.Healthy() })
 	if v, _ := mr.Get(keyOwnerPrefix + "board"); v != "a" {
 		t.Fatalf("after Redis came back empty, board is owned by %q, want a", v)
 	}
@@ -270,9 +261,9 @@ func TestEventsUpdateCache(t *testing.T) {
 	b := testNode(t, mr, "b", nil)
 	b.heartbeat() // b knows a, with no stream
 	s := publishOn(t, a, "live1")
-	eventually(t, 2*time.Second, "b hears stream.up", func() bool { return b.cache.streamAt("live1") != nil })
+	testwait.Until(t, 2*time.Second, "b hears stream.up", func() bool { return b.cache.streamAt("live1") != nil })
 	s.Close()
-	eventually(t, 2*time.Second, "b hears stream.down", func() bool { return b.cache.streamAt("live1") == nil })
+	testwait.Until(t, 2*time.Second, "b hears stream.down", func() bool { return b.cache.streamAt("live1") == nil })
 }
 
 func TestLocatePlayNotEdge(t *testing.T) {
@@ -280,7 +271,7 @@ func TestLocatePlayNotEdge(t *testing.T) {
 	a := testNode(t, mr, "a", nil)
 	b := testNode(t, mr, "b", func(c *Config, _ *live.Hub) { c.Edge = false })
 	publishOn(t, a, "cam")
-	eventually(t, 2*time.Second, "a owns cam", func() bool { v, _ := mr.Get(keyOwnerPrefix + "cam"); return v == "a" })
+	testwait.Until(t, 2*time.Second, "a owns cam", func() bool { v, _ := mr.Get(keyOwnerPrefix + "cam"); return v == "a" })
 	b.heartbeat()
 	u, _ := url.Parse("/whep/cam")
 	d, err := b.LocatePlay(context.Background(), "cam", u)

@@ -12,6 +12,7 @@ import (
 	"github.com/reel-gateway/reel/access"
 	"github.com/reel-gateway/reel/egress/rtsp"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -76,13 +77,13 @@ func TestRelayFromOwner(t *testing.T) {
 	origin, pub := originWithRTSP(t, mr, token)
 	_ = origin
 	edge := testNode(t, mr, "edge", func(c *Config, _ *live.Hub) { c.Token, c.RelayIdle = token, 700*time.Millisecond })
-	eventually(t, 3*time.Second, "the edge hears of the stream", func() bool {
+	testwait.Until(t, 3*time.Second, "the edge hears of the stream", func() bool {
 		edge.heartbeat()
 		return edge.cache.streamAt("board/alice") != nil
 	})
 	originStream := pub.Stream
 	// Let the origin's clock settle (Sender Reports), as a live stream's has.
-	eventually(t, 6*time.Second, "the origin's clock settles", originStream.Clock().Settled)
+	testwait.Until(t, 6*time.Second, "the origin's clock settles", originStream.Clock().Settled)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -102,7 +103,7 @@ func TestRelayFromOwner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "video and audio through the relay", func() bool {
+	testwait.Until(t, 5*time.Second, "video and audio through the relay", func() bool {
 		v, a, _ := c.snapshot()
 		return v > 50 && a > 50
 	})
@@ -112,13 +113,13 @@ func TestRelayFromOwner(t *testing.T) {
 	time.Sleep(600 * time.Millisecond) // past the merge window of earlier requests
 	before := pub.KeyframeRequests.Load()
 	s.RequestKeyframe()
-	eventually(t, 2*time.Second, "the edge's keyframe request reaches the publisher", func() bool {
+	testwait.Until(t, 2*time.Second, "the edge's keyframe request reaches the publisher", func() bool {
 		return pub.KeyframeRequests.Load() > before
 	})
 
 	// The edge keeps the owner's timing: its clock runs on the owner's
 	// Sender Reports, and audio and video keep their offsets across the hop.
-	eventually(t, 6*time.Second, "the relay's clock settles on Sender Reports", func() bool {
+	testwait.Until(t, 6*time.Second, "the relay's clock settles on Sender Reports", func() bool {
 		return s.Clock().Settled() && s.Clock().Mode() == "sender-reports"
 	})
 	time.Sleep(1500 * time.Millisecond) // a report per track has come since
@@ -142,7 +143,7 @@ func TestRelayFromOwner(t *testing.T) {
 
 	// Nobody watches: the relay closes after RelayIdle.
 	sub.Close()
-	eventually(t, 3*time.Second, "the idle relay closes", func() bool { return edge.hub.Get("board/alice") == nil && edge.Relays() == 0 })
+	testwait.Until(t, 3*time.Second, "the idle relay closes", func() bool { return edge.hub.Get("board/alice") == nil && edge.Relays() == 0 })
 
 	// A stream live nowhere is not relayed.
 	if edge.hub.Find(ctx, "nobody") != nil {
@@ -157,11 +158,11 @@ func TestRelayEndsWithOwner(t *testing.T) {
 	const token = "node-secret"
 	_, pub := originWithRTSP(t, mr, token)
 	edge := testNode(t, mr, "edge", func(c *Config, _ *live.Hub) { c.Token = token })
-	eventually(t, 3*time.Second, "the edge hears of the stream", func() bool {
+	testwait.Until(t, 3*time.Second, "the edge hears of the stream", func() bool {
 		edge.heartbeat()
 		return edge.cache.streamAt("board/alice") != nil
 	})
-	eventually(t, 6*time.Second, "the origin's clock settles", pub.Stream.Clock().Settled)
+	testwait.Until(t, 6*time.Second, "the origin's clock settles", pub.Stream.Clock().Settled)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s := edge.hub.Find(ctx, "board/alice")
@@ -182,11 +183,11 @@ func TestRelayWrongToken(t *testing.T) {
 	mr := miniredis.RunT(t)
 	_, pub := originWithRTSP(t, mr, "node-secret")
 	edge := testNode(t, mr, "edge", func(c *Config, _ *live.Hub) { c.Token = "wrong" })
-	eventually(t, 3*time.Second, "the edge hears of the stream", func() bool {
+	testwait.Until(t, 3*time.Second, "the edge hears of the stream", func() bool {
 		edge.heartbeat()
 		return edge.cache.streamAt("board/alice") != nil
 	})
-	eventually(t, 6*time.Second, "the origin's clock settles", pub.Stream.Clock().Settled)
+	testwait.Until(t, 6*time.Second, "the origin's clock settles", pub.Stream.Clock().Settled)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := edge.relays.find(ctx, "board/alice"); err == nil {
@@ -214,13 +215,13 @@ func TestRelayBeforeRegistration(t *testing.T) {
 		}
 	})
 	edge := testNode(t, mr, "edge", func(c *Config, _ *live.Hub) { c.Token = token })
-	eventually(t, 6*time.Second, "the origin's clock settles", pub.Stream.Clock().Settled)
+	testwait.Until(t, 6*time.Second, "the origin's clock settles", pub.Stream.Clock().Settled)
 	// The registration lists no stream, as before the owner's renewal;
 	// the edge's cache has forgotten it too.
 	stale.Store(true)
 	// (The origin's stream.up event may still be on its way: it is sent
 	// once, so a refresh after it clears the cache for good.)
-	eventually(t, 5*time.Second, "the edge to forget the stream", func() bool {
+	testwait.Until(t, 5*time.Second, "the edge to forget the stream", func() bool {
 		origin.heartbeat()
 		edge.heartbeat()
 		return edge.cache.streamAt("board/alice") == nil

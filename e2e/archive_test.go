@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -143,7 +144,7 @@ func TestArchiveSegmentsAndDiskGuard(t *testing.T) {
 		if err := pub.Close(); err != nil {
 			t.Fatalf("DELETE: %v", err)
 		}
-		waitFor(t, 30*time.Second, "every segment finished", func() bool {
+		testwait.Until(t, 30*time.Second, "every segment finished", func() bool {
 			recs := archiveList(t, g, "seg").Recordings
 			for _, r := range recs {
 				if r.State != "finished" {

@@ -21,6 +21,7 @@ import (
 	"github.com/pion/webrtc/v3"
 
 	"github.com/reel-gateway/reel/events"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -79,7 +80,7 @@ func newHookLog(t *testing.T) *hookLog {
 func (h *hookLog) wait(t *testing.T, typ events.Type, stream string) hookDelivery {
 	t.Helper()
 	var found *hookDelivery
-	waitFor(t, 20*time.Second, "a "+string(typ)+" webhook for "+stream, func() bool {
+	testwait.Until(t, 20*time.Second, "a "+string(typ)+" webhook for "+stream, func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for i := range h.got {
@@ -190,7 +191,7 @@ const slackGoroutines, slackFDs = 10, 4
 func (a *attackEnv) settle() snapshot {
 	a.t.Helper()
 	var s snapshot
-	waitFor(a.t, 30*time.Second, "the sessions to end", func() bool { s = a.snapshot(); return s.whip == 0 && s.whep == 0 })
+	testwait.Until(a.t, 30*time.Second, "the sessions to end", func() bool { s = a.snapshot(); return s.whip == 0 && s.whep == 0 })
 	time.Sleep(time.Second)
 	return a.snapshot()
 }

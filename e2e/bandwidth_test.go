@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -56,7 +57,7 @@ func viewerFollowsBandwidth(t *testing.T, codec string) {
 		b.mustCall(10*time.Second, "viewer", "playStats", &r)
 		return r
 	}
-	waitFor(t, 30*time.Second, "the viewer on the top layer", func() bool { return poll().Height == 360 })
+	testwait.Until(t, 30*time.Second, "the viewer on the top layer", func() bool { return poll().Height == 360 })
 	step(t, start, "the Chromium viewer plays the top layer (640x360)")
 
 	// A limit the middle layer fits with room to spare and the top does not.
@@ -74,7 +75,7 @@ func viewerFollowsBandwidth(t *testing.T, codec string) {
 	b.mustCall(10*time.Second, "viewer", "playStats", &before, true) // a new window for the longest gap
 	link.limit(limit)
 	limited := time.Now()
-	waitFor(t, 5*time.Second, "the viewer on a lower layer within 5 s of the limit", func() bool { return poll().Height < 360 })
+	testwait.Until(t, 5*time.Second, "the viewer on a lower layer within 5 s of the limit", func() bool { return poll().Height < 360 })
 	down := time.Since(limited)
 	step(t, start, "limited to %d kbit/s: the viewer is on a lower layer after %v", limit, down.Round(10*time.Millisecond))
 	time.Sleep(6 * time.Second)
@@ -93,7 +94,7 @@ func viewerFollowsBandwidth(t *testing.T, codec string) {
 
 	link.limit(0)
 	lifted := time.Now()
-	waitFor(t, 60*time.Second, "the viewer back on the top layer once the limit is lifted", func() bool { return poll().Height == 360 })
+	testwait.Until(t, 60*time.Second, "the viewer back on the top layer once the limit is lifted", func() bool { return poll().Height == 360 })
 	step(t, start, "limit lifted: back on the top layer after %v", time.Since(lifted).Round(10*time.Millisecond))
 	after := poll()
 	var sizes []string
@@ -155,12 +156,12 @@ func TestHLSjsSwitchesVariants(t *testing.T) {
 		b.mustCall(10*time.Second, "hls", "hlsStats", &s)
 		return s
 	}
-	waitFor(t, 60*time.Second, "hls.js on the top level", func() bool { r = poll(); return r.CurrentLevel == 2 })
+	testwait.Until(t, 60*time.Second, "hls.js on the top level", func() bool { r = poll(); return r.CurrentLevel == 2 })
 	step(t, start, "hls.js is on the top level (estimate %d bit/s)", r.BandwidthEstimate)
 	limit := (r.Levels[1].Bitrate + r.Levels[2].Bitrate) / 2 / 1000
 	link.limit(limit)
 	limited := time.Now()
-	waitFor(t, 60*time.Second, "hls.js on a lower level once the link is limited", func() bool { r = poll(); return r.CurrentLevel < 2 })
+	testwait.Until(t, 60*time.Second, "hls.js on a lower level once the link is limited", func() bool { r = poll(); return r.CurrentLevel < 2 })
 	step(t, start, "limited to %d kbit/s: hls.js moved to level %d after %v", limit, r.CurrentLevel, time.Since(limited).Round(100*time.Millisecond))
 	// The switch may come after the top level's buffer ran dry, and
 	// hls.js, its estimate still the unlimited link's, may go back up
@@ -236,15 +237,15 @@ func TestMeasureLayerSwitchTime(t *testing.T) {
 	limit := int((mid*1.3 + top*0.85) / 2)
 	var downs, ups []time.Duration
 	for i := range 20 {
-		waitFor(t, 90*time.Second, "the viewer on the top layer", func() bool { return on() == "f" })
+		testwait.Until(t, 90*time.Second, "the viewer on the top layer", func() bool { return on() == "f" })
 		link.limit(limit)
 		t0 := time.Now()
-		waitFor(t, 30*time.Second, "the viewer on a lower layer", func() bool { r := on(); return r == "h" || r == "q" })
+		testwait.Until(t, 30*time.Second, "the viewer on a lower layer", func() bool { r := on(); return r == "h" || r == "q" })
 		downs = append(downs, time.Since(t0))
 		time.Sleep(2 * time.Second)
 		link.limit(0)
 		t1 := time.Now()
-		waitFor(t, 90*time.Second, "the viewer back on the top layer", func() bool { return on() == "f" })
+		testwait.Until(t, 90*time.Second, "the viewer back on the top layer", func() bool { return on() == "f" })
 		ups = append(ups, time.Since(t1))
 		t.Logf("switch %2d: down after %v, up again after %v", i+1, downs[i].Round(time.Millisecond), ups[i].Round(time.Millisecond))
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/events"
+	"github.com/reel-gateway/reel/internal/testwait"
 )
 
 // TestBrowserUI drives the web UI in the system's headless Chromium through
@@ -162,7 +163,7 @@ func (h *hookReceiver) badSignatures() int {
 
 func (h *hookReceiver) waitFor(t *testing.T, typ events.Type) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "a "+string(typ)+" webhook", func() bool {
+	testwait.Until(t, 10*time.Second, "a "+string(typ)+" webhook", func() bool {
 		for _, got := range h.types("browsertest") {
 			if got == typ {
 				return true

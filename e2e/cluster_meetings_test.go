@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -69,7 +70,7 @@ func TestClusterMeetings(t *testing.T) {
 		}
 	}
 	var id string
-	waitFor(t, 30*time.Second, "the meeting to end on a", func() bool {
+	testwait.Until(t, 30*time.Second, "the meeting to end on a", func() bool {
 		var page struct{ Meetings []clusterMeeting }
 		getJSON(t, a.HTTP+"/api/v1/meetings?meeting=room", &page)
 		if len(page.Meetings) == 1 && page.Meetings[0].State == "ended" && len(page.Meetings[0].Participants) == 2 {
@@ -78,7 +79,7 @@ func TestClusterMeetings(t *testing.T) {
 		return id != ""
 	})
 	for _, n := range []*node{a, b} {
-		waitFor(t, 60*time.Second, "node "+n.ID+"'s uploads", func() bool {
+		testwait.Until(t, 60*time.Second, "node "+n.ID+"'s uploads", func() bool {
 			return metric(t, n.HTTP, "reel_upload_queue") == 0 && metric(t, n.HTTP, "reel_uploads_total") >= 2
 		})
 	}
@@ -91,7 +92,7 @@ func TestClusterMeetings(t *testing.T) {
 			Recording string `json:"recording"`
 		} `json:"files"`
 	}
-	waitFor(t, 10*time.Second, "b to find the meeting in the bucket", func() bool {
+	testwait.Until(t, 10*time.Second, "b to find the meeting in the bucket", func() bool {
 		res, err := http.Get(b.HTTP + "/api/v1/meetings/" + id)
 		if err != nil {
 			return false
@@ -134,7 +135,7 @@ func TestClusterMeetings(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("PUT hold on b: %d", res.StatusCode)
 	}
-	waitFor(t, 20*time.Second, "b's audit entry uploaded", func() bool { return metric(t, b.HTTP, "reel_upload_queue") == 0 })
+	testwait.Until(t, 20*time.Second, "b's audit entry uploaded", func() bool { return metric(t, b.HTTP, "reel_upload_queue") == 0 })
 
 	// c starts now, with a retention that every recording so far is
 	// past: its first pass over the bucket runs at once.
@@ -165,7 +166,7 @@ func TestClusterMeetings(t *testing.T) {
 	if deskID == "" {
 		t.Fatal("no recording of desk on a or b")
 	}
-	waitFor(t, 30*time.Second, "c's retention to delete desk's recording from the bucket", func() bool {
+	testwait.Until(t, 30*time.Second, "c's retention to delete desk's recording from the bucket", func() bool {
 		res, err := http.Get(c.HTTP + "/api/v1/recordings/" + deskID)
 		if err != nil {
 			return false

@@ -21,6 +21,7 @@ import (
 	"github.com/pion/rtp"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -73,11 +74,11 @@ func TestClusterPublishRedirect(t *testing.T) {
 		}
 		// Every node lists the meeting's streams on a.
 		for _, n := range []*node{a, b, c} {
-			waitFor(t, 5*time.Second, "board/bob on a, seen from "+n.ID, func() bool { return streamNode(t, n.HTTP, "board/bob") == "a" })
+			testwait.Until(t, 5*time.Second, "board/bob on a, seen from "+n.ID, func() bool { return streamNode(t, n.HTTP, "board/bob") == "a" })
 		}
 		// A recording needs a keyframe first: on a busy machine the
 		// streams are listed well before one arrives.
-		waitFor(t, 15*time.Second, "a to record board/bob", func() bool {
+		testwait.Until(t, 15*time.Second, "a to record board/bob", func() bool {
 			var l struct {
 				Recordings []struct{} `json:"recordings"`
 			}
@@ -96,7 +97,7 @@ func TestClusterPublishRedirect(t *testing.T) {
 			} `json:"recordings"`
 		}
 		var id string
-		waitFor(t, 15*time.Second, "a's finished recording of board/bob", func() bool {
+		testwait.Until(t, 15*time.Second, "a's finished recording of board/bob", func() bool {
 			getJSON(t, a.HTTP+"/api/v1/recordings?stream=board/bob", &list)
 			for _, r := range list.Recordings {
 				if r.State == "finished" && r.Node == "a" {
@@ -105,7 +106,7 @@ func TestClusterPublishRedirect(t *testing.T) {
 			}
 			return id != ""
 		})
-		waitFor(t, 5*time.Second, "c to redirect to a's recording", func() bool {
+		testwait.Until(t, 5*time.Second, "c to redirect to a's recording", func() bool {
 			res, err := noRedirect.Get(c.HTTP + "/api/v1/recordings/" + id + "/file")
 			if err != nil {
 				return false
@@ -154,7 +155,7 @@ func TestClusterPublishRedirect(t *testing.T) {
 			t.Fatalf("GStreamer was redirected to %q, want a", ev.To)
 		}
 		p.next(t, 60*time.Second, "connected")
-		waitFor(t, 10*time.Second, "board/carol live on a", func() bool { return streamNode(t, c.HTTP, "board/carol") == "a" })
+		testwait.Until(t, 10*time.Second, "board/carol live on a", func() bool { return streamNode(t, c.HTTP, "board/carol") == "a" })
 		t.Logf("GStreamer followed the 307 to %s", ev.To)
 		if st := p.stop(t); st.DeleteStatus != http.StatusOK {
 			t.Fatalf("DELETE answered %d", st.DeleteStatus)
@@ -192,7 +193,7 @@ func TestClusterEdgeRelay(t *testing.T) {
 	if !strings.HasPrefix(pub.Resource, a.HTTP+"/whip/show/guest/") {
 		t.Fatalf("whip-whep's session URL %q, want one on a (it followed the 307)", pub.Resource)
 	}
-	waitFor(t, 10*time.Second, "show/guest listed on c", func() bool { return streamNode(t, c.HTTP, "show/guest") == "a" })
+	testwait.Until(t, 10*time.Second, "show/guest listed on c", func() bool { return streamNode(t, c.HTTP, "show/guest") == "a" })
 
 	// The first viewer on c starts the relay.
 	v1, err := whipclient.View(ctx, c.HTTP+"/whep/show/guest", whipclient.ViewOptions{SettingEngine: &se})
@@ -246,7 +247,7 @@ func TestClusterEdgeRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h2.Close()
-	waitFor(t, time.Second, "the edge viewer's keyframe request at the publisher", func() bool { return first.Stats().Video.PLIs > plis })
+	testwait.Until(t, time.Second, "the edge viewer's keyframe request at the publisher", func() bool { return first.Stats().Video.PLIs > plis })
 	h1.Close()
 	h2.Close()
 
@@ -283,7 +284,7 @@ func TestClusterEdgeRelay(t *testing.T) {
 	// and HLS keep theirs, 30 s, first).
 	v1.Close()
 	v2.Close()
-	waitFor(t, 60*time.Second, "the idle relays to close", func() bool { return metric(t, c.HTTP, "reel_cluster_relays") == 0 })
+	testwait.Until(t, 60*time.Second, "the idle relays to close", func() bool { return metric(t, c.HTTP, "reel_cluster_relays") == 0 })
 	stopPublishing(t, br, "publisher")
 }
 
@@ -364,24 +365,24 @@ func TestClusterOwnerDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	waitFor(t, 10*time.Second, "cam on a, seen from c", func() bool { return streamNode(t, c.HTTP, "cam") == "a" })
+	testwait.Until(t, 10*time.Second, "cam on a, seen from c", func() bool { return streamNode(t, c.HTTP, "cam") == "a" })
 	time.Sleep(4 * time.Second) // clusters of the recording reach a's disk
 
 	a.stop(syscall.SIGKILL)
 	killed := time.Now()
-	waitFor(t, clusterTTL+3*time.Second, "cam to leave the registry", func() bool { return streamNode(t, c.HTTP, "cam") == "" })
+	testwait.Until(t, clusterTTL+3*time.Second, "cam to leave the registry", func() bool { return streamNode(t, c.HTTP, "cam") == "" })
 	t.Logf("the dead owner's stream left the registry %v after kill -9 (TTL %v)", time.Since(killed).Round(time.Millisecond), clusterTTL)
 	pub.Close()
 
 	// The publisher reconnects through b: placed on a live node.
 	var again *whipclient.Publisher
-	waitFor(t, 2*clusterTTL, "the reconnect to be placed", func() bool {
+	testwait.Until(t, 2*clusterTTL, "the reconnect to be placed", func() bool {
 		again, err = whipclient.Publish(ctx, b.HTTP+"/whip/cam", whipclient.PublishOptions{Video: "vp8", Audio: true, Duration: 3 * time.Second, SettingEngine: &se})
 		return err == nil
 	})
 	owner := streamNode(t, c.HTTP, "cam")
 	if owner != "b" && owner != "c" {
-		waitFor(t, 5*time.Second, "the reconnect listed", func() bool { owner = streamNode(t, c.HTTP, "cam"); return owner == "b" || owner == "c" })
+		testwait.Until(t, 5*time.Second, "the reconnect listed", func() bool { owner = streamNode(t, c.HTTP, "cam"); return owner == "b" || owner == "c" })
 	}
 	t.Logf("the reconnect landed on %s", owner)
 	<-again.Done()
@@ -399,7 +400,7 @@ func TestClusterOwnerDies(t *testing.T) {
 		t.Fatal("a has no recording of cam after its restart")
 	}
 	local := fileSHA(t, part)
-	waitFor(t, 60*time.Second, "a's uploads to complete", func() bool {
+	testwait.Until(t, 60*time.Second, "a's uploads to complete", func() bool {
 		return metric(t, a.HTTP, "reel_uploads_total") >= 2 && metric(t, a.HTTP, "reel_upload_queue") == 0
 	})
 	var repaired struct {
@@ -413,7 +414,7 @@ func TestClusterOwnerDies(t *testing.T) {
 	}
 	id := strings.TrimSuffix(part[strings.LastIndex(part, "/")+1:], ".webm")
 	for _, n := range []*node{b, c} {
-		waitFor(t, 45*time.Second, n.ID+" lists a's repaired recording", func() bool {
+		testwait.Until(t, 45*time.Second, n.ID+" lists a's repaired recording", func() bool {
 			getJSON(t, n.HTTP+"/api/v1/recordings?stream=cam", &repaired)
 			for _, r := range repaired.Recordings {
 				if r.ID == id && r.State == "repaired" && r.Archived {
@@ -448,7 +449,7 @@ func TestClusterUploadResumes(t *testing.T) {
 	if err := pub.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "failed upload attempts while S3 is down", func() bool {
+	testwait.Until(t, 20*time.Second, "failed upload attempts while S3 is down", func() bool {
 		return metric(t, a.HTTP, "reel_upload_failures_total") > 0 && metric(t, a.HTTP, "reel_upload_queue") == 2
 	})
 	if age := metric(t, a.HTTP, "reel_upload_oldest_pending_seconds"); age <= 0 {
@@ -461,11 +462,11 @@ func TestClusterUploadResumes(t *testing.T) {
 	local := fileSHA(t, files[0])
 
 	s3.start()
-	waitFor(t, 60*time.Second, "the queued uploads after S3 returned", func() bool {
+	testwait.Until(t, 60*time.Second, "the queued uploads after S3 returned", func() bool {
 		return metric(t, a.HTTP, "reel_upload_queue") == 0 && metric(t, a.HTTP, "reel_uploads_total") >= 2
 	})
 	id := strings.TrimSuffix(files[0][strings.LastIndex(files[0], "/")+1:], ".webm")
-	waitFor(t, 45*time.Second, "b serves a's recording from the bucket", func() bool {
+	testwait.Until(t, 45*time.Second, "b serves a's recording from the bucket", func() bool {
 		res, err := http.Get(b.HTTP + "/api/v1/recordings/" + id)
 		if err != nil {
 			return false
@@ -514,7 +515,7 @@ func TestClusterRedisDown(t *testing.T) {
 	defer viewer.Close()
 
 	redis.stop()
-	waitFor(t, 2*clusterTTL, "a to notice Redis is gone", func() bool { return metric(t, a.HTTP, "reel_cluster_redis_up") == 0 })
+	testwait.Until(t, 2*clusterTTL, "a to notice Redis is gone", func() bool { return metric(t, a.HTTP, "reel_cluster_redis_up") == 0 })
 	before := viewer.Stats().Video.Packets
 	time.Sleep(2 * time.Second)
 	if after := viewer.Stats().Video.Packets; after-before < 20 {
@@ -539,7 +540,7 @@ func TestClusterRedisDown(t *testing.T) {
 
 	redis.start()
 	var carol *whipclient.Publisher
-	waitFor(t, 4*clusterTTL, "placements to work again", func() bool {
+	testwait.Until(t, 4*clusterTTL, "placements to work again", func() bool {
 		carol, err = whipclient.Publish(ctx, b.HTTP+"/whip/newroom", opts)
 		return err == nil
 	})
@@ -547,11 +548,11 @@ func TestClusterRedisDown(t *testing.T) {
 	// Redis came back empty: a registered again and took its meeting back.
 	rdb := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", redis.port)})
 	defer rdb.Close()
-	waitFor(t, 2*clusterTTL, "a's node key and its meeting's ownership in the new Redis", func() bool {
+	testwait.Until(t, 2*clusterTTL, "a's node key and its meeting's ownership in the new Redis", func() bool {
 		owner, _ := rdb.Get(ctx, "reel:owner:room").Result()
 		return owner == "a" && rdb.Exists(ctx, "reel:node:a").Val() == 1
 	})
-	waitFor(t, 2*clusterTTL, "b to list a's meeting", func() bool { return streamNode(t, b.HTTP, "room/alice") == "a" })
+	testwait.Until(t, 2*clusterTTL, "b to list a's meeting", func() bool { return streamNode(t, b.HTTP, "room/alice") == "a" })
 }
 
 func fileSHA(t *testing.T, path string) string {
@@ -615,11 +616,11 @@ func TestClusterProxyEdgeOffAuth(t *testing.T) {
 	if !strings.HasPrefix(bob.Location, b.HTTP+"/whip/lobby/bob/") {
 		t.Fatalf("session URL %q, want one on the proxy b", bob.Location)
 	}
-	waitFor(t, 5*time.Second, "lobby/bob live on a", func() bool { return streamNodeAuth(t, c.HTTP, "lobby/bob", "view-secret") == "a" })
+	testwait.Until(t, 5*time.Second, "lobby/bob live on a", func() bool { return streamNodeAuth(t, c.HTTP, "lobby/bob", "view-secret") == "a" })
 	if err := bob.Close(); err != nil { // DELETE through b
 		t.Fatalf("DELETE through the proxy: %v", err)
 	}
-	waitFor(t, 5*time.Second, "lobby/bob to end on a", func() bool { return streamNodeAuth(t, c.HTTP, "lobby/bob", "view-secret") == "" })
+	testwait.Until(t, 5*time.Second, "lobby/bob to end on a", func() bool { return streamNodeAuth(t, c.HTTP, "lobby/bob", "view-secret") == "" })
 
 	// cluster.edge: false: WHEP is redirected to the owner.
 	req, _ := http.NewRequest(http.MethodPost, b.HTTP+"/whep/lobby/alice", strings.NewReader("v=0\r\n"))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -57,7 +58,7 @@ func postExport(t *testing.T, g *gateway, id, body string) (int, exportJob) {
 
 func waitExport(t *testing.T, g *gateway, j exportJob) exportJob {
 	t.Helper()
-	waitFor(t, 90*time.Second, "export "+j.ID+" done", func() bool {
+	testwait.Until(t, 90*time.Second, "export "+j.ID+" done", func() bool {
 		getJSON(t, g.HTTP+j.URL, &j)
 		if j.State == "failed" {
 			t.Fatalf("export %s failed: %s", j.ID, j.Error)
@@ -154,7 +155,7 @@ func TestMeetingExports(t *testing.T) {
 			State string `json:"state"`
 		} `json:"meetings"`
 	}
-	waitFor(t, 30*time.Second, "the meeting ended", func() bool {
+	testwait.Until(t, 30*time.Second, "the meeting ended", func() bool {
 		getJSON(t, g.HTTP+"/api/v1/meetings", &page)
 		return len(page.Meetings) == 1 && page.Meetings[0].State == "ended"
 	})
@@ -284,7 +285,7 @@ func TestMeetingExports(t *testing.T) {
 	if status != 202 {
 		t.Fatalf("POST composite from 0.5: %d", status)
 	}
-	waitFor(t, 30*time.Second, "the composite running", func() bool {
+	testwait.Until(t, 30*time.Second, "the composite running", func() bool {
 		getJSON(t, g.HTTP+again.URL, &again)
 		return again.State == "running"
 	})

@@ -227,18 +227,6 @@ func freeUDPPair(t *testing.T) int {
 	return 0
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // recordings lists finished recording files (not .part, not sidecars).
 func (g *gateway) recordings(t *testing.T) []string {
 	t.Helper()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/reel-gateway/reel/events"
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -72,7 +73,7 @@ var hardening = []attack{
 		admin: rootToken, scrape: rootToken,
 		run: func(a *attackEnv) {
 			a.publish("cam", "camkey", "h264")
-			waitFor(a.t, 30*time.Second, "cam's HLS playlist with cam's key", func() bool {
+			testwait.Until(a.t, 30*time.Second, "cam's HLS playlist with cam's key", func() bool {
 				return a.do("GET", "/hls/cam/index.m3u8?token=camkey", "", "").status == http.StatusOK
 			})
 			for _, c := range []struct {
@@ -255,7 +256,7 @@ var hardening = []attack{
 			if r := a.do("GET", "/api/v1/streams/connected", "", ""); r.status != 200 {
 				a.t.Errorf("the connected publisher was pushed out: %d", r.status)
 			}
-			waitFor(a.t, 20*time.Second, "the unconnected offers to end", func() bool { return a.snapshot().whip == 1 })
+			testwait.Until(a.t, 20*time.Second, "the unconnected offers to end", func() bool { return a.snapshot().whip == 1 })
 			if s := post(n+1, "198.51.100.4"); s != http.StatusCreated {
 				a.t.Errorf("an offer once they ended: %d", s)
 			}
@@ -405,7 +406,7 @@ var hardening = []attack{
 			}
 			dir := a.g.Recordings
 			var webm, mkv []string
-			waitFor(a.t, 30*time.Second, "both recordings finished", func() bool {
+			testwait.Until(a.t, 30*time.Second, "both recordings finished", func() bool {
 				webm, _ = filepath.Glob(filepath.Join(dir, "x", "*.webm"))
 				mkv, _ = filepath.Glob(filepath.Join(dir, "y", "*.mkv"))
 				return len(webm) == 1 && len(mkv) == 1 && len(a.g.partFiles()) == 0

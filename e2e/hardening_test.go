@@ -35,6 +35,7 @@ import (
 	"github.com/reel-gateway/reel/ingest"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/recorder"
@@ -60,7 +61,7 @@ func (g *gateway) partFiles() []string {
 // waitRecording waits until a .part file exists and has grown past size.
 func (g *gateway) waitRecording(t *testing.T, n int, size int64) {
 	t.Helper()
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d recordings of %d bytes", n, size), func() bool {
+	testwait.Until(t, 30*time.Second, fmt.Sprintf("%d recordings of %d bytes", n, size), func() bool {
 		parts := g.partFiles()
 		grown := 0
 		for _, p := range parts {
@@ -88,7 +89,7 @@ func checkLong(t *testing.T, files []string) {
 // waitSent waits until pub has sent frames video frames (90 is 3 s).
 func waitSent(t *testing.T, pub *whipclient.Publisher, frames uint64) {
 	t.Helper()
-	waitFor(t, 60*time.Second, fmt.Sprintf("%d video frames sent", frames), func() bool { return pub.Stats().Video.Frames >= frames })
+	testwait.Until(t, 60*time.Second, fmt.Sprintf("%d video frames sent", frames), func() bool { return pub.Stats().Video.Frames >= frames })
 }
 
 // checkPlayable probes every finished recording: it decodes cleanly and
@@ -141,8 +142,8 @@ func TestPublisherVanishes(t *testing.T) {
 	g.waitRecording(t, 1, 100<<10)
 	waitSent(t, pub, 90)
 	_ = pub.PC.Close() // no DELETE
-	waitFor(t, 45*time.Second, "the vanished publisher's stream to end", func() bool { return !streamLive(t, g, "vanish") })
-	waitFor(t, 15*time.Second, "the recording to be finalized", func() bool { return len(g.partFiles()) == 0 && len(g.recordings(t)) == 1 })
+	testwait.Until(t, 45*time.Second, "the vanished publisher's stream to end", func() bool { return !streamLive(t, g, "vanish") })
+	testwait.Until(t, 15*time.Second, "the recording to be finalized", func() bool { return len(g.partFiles()) == 0 && len(g.recordings(t)) == 1 })
 	checkLong(t, g.recordings(t))
 }
 
@@ -168,14 +169,14 @@ func TestReconnectReplaces(t *testing.T) {
 		t.Fatalf("reconnect: %v", err)
 	}
 	<-second.Connected()
-	waitFor(t, 30*time.Second, "the first recording to be finished", func() bool { return len(g.recordings(t)) == 1 })
+	testwait.Until(t, 30*time.Second, "the first recording to be finished", func() bool { return len(g.recordings(t)) == 1 })
 	g.waitRecording(t, 1, 50<<10)
 	waitSent(t, second, 90)
 	if err := second.Close(); err != nil {
 		t.Errorf("DELETE: %v", err)
 	}
 	_ = first.PC.Close() // its session is gone already
-	waitFor(t, 30*time.Second, "both recordings finished", func() bool { return len(g.partFiles()) == 0 && len(g.recordings(t)) == 2 })
+	testwait.Until(t, 30*time.Second, "both recordings finished", func() bool { return len(g.partFiles()) == 0 && len(g.recordings(t)) == 2 })
 	checkLong(t, g.recordings(t))
 }
 
@@ -259,7 +260,7 @@ func TestStuckViewerNeverStallsPublisher(t *testing.T) {
 		t.Fatalf("the stuck viewer dropped nothing (sub %v)", sub)
 	}
 	var files []string
-	waitForT(t, 30*time.Second, "the recording", func() bool {
+	testwait.Until(t, 30*time.Second, "the recording", func() bool {
 		files, _ = filepath.Glob(filepath.Join(rec.Dir(), "stuck", "*.mkv"))
 		return len(files) == 1
 	})
@@ -275,11 +276,6 @@ func TestStuckViewerNeverStallsPublisher(t *testing.T) {
 }
 
 // waitForT is waitFor for tests without a gateway.
-func waitForT(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	waitFor(t, timeout, what, cond)
-}
-
 // inProcess is the gateway's stack without the binary: hub, WHIP, WHEP,
 // recorder and API on an httptest server, media on loopback.
 type inProcess struct {
@@ -521,7 +517,7 @@ func TestViewerLimitCoversRTSP(t *testing.T) {
 	}
 	defer pub.Close()
 	rtspURL := fmt.Sprintf("rtsp://127.0.0.1:%d/capped", g.RTSPPort)
-	waitFor(t, 30*time.Second, "RTSP serves the live stream", func() bool {
+	testwait.Until(t, 30*time.Second, "RTSP serves the live stream", func() bool {
 		_, err := mediacheck.ProbeFile(ctx, rtspURL, "-rtsp_transport", "tcp")
 		return err == nil
 	})
@@ -542,7 +538,7 @@ func TestViewerLimitCoversRTSP(t *testing.T) {
 		t.Errorf("/metrics does not count the refused reader:\n%s", grepLines(string(body), "reel_limit"))
 	}
 	viewer.Close()
-	waitFor(t, 30*time.Second, "RTSP admits a reader once the viewer left", func() bool {
+	testwait.Until(t, 30*time.Second, "RTSP admits a reader once the viewer left", func() bool {
 		_, err := mediacheck.ProbeFile(ctx, rtspURL, "-rtsp_transport", "tcp")
 		return err == nil
 	})

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reel-gateway/reel/internal/testwait"
 )
 
 // minPublish is the shortest publish: long enough that 10% of it is
@@ -153,7 +155,7 @@ func TestInteropChromiumICERestart(t *testing.T) {
 		t.Fatalf("ICE restart did not change the credentials: %+v", r)
 	}
 	step(t, start, "ICE restarted: reel's ufrag %s -> %s, Chromium's %s -> %s", r.OldRemoteUfrag, r.NewRemoteUfrag, r.OldLocalUfrag, r.NewLocalUfrag)
-	waitFor(t, 10*time.Second, "reel to receive media after the ICE restart", func() bool {
+	testwait.Until(t, 10*time.Second, "reel to receive media after the ICE restart", func() bool {
 		return streamBytes(t, g, stream) > bytesBefore+50_000
 	})
 	if after := waitLive(t, g, stream); before.Started.IsZero() || !after.Started.Equal(before.Started) {

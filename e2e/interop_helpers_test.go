@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 )
 
 // interopDir holds the node and python drivers (tests run in e2e/).
@@ -449,7 +450,7 @@ type streamInfo struct {
 func waitLive(t *testing.T, g *gateway, stream string) streamInfo {
 	t.Helper()
 	var info streamInfo
-	waitFor(t, 15*time.Second, "stream "+stream+" to be live with two tracks", func() bool {
+	testwait.Until(t, 15*time.Second, "stream "+stream+" to be live with two tracks", func() bool {
 		resp, err := http.Get(g.HTTP + "/api/v1/streams/" + stream)
 		if err != nil {
 			return false
@@ -601,7 +602,7 @@ func waitHLSSegment(t *testing.T, url string) {
 		t.Fatalf("HLS: no variant in %s:\n%s", url, index)
 	}
 	variantURL := url[:strings.LastIndex(url, "/")+1] + variant
-	waitFor(t, 20*time.Second, "a whole HLS segment in "+variant, func() bool {
+	testwait.Until(t, 20*time.Second, "a whole HLS segment in "+variant, func() bool {
 		pl, err := get(variantURL)
 		return err == nil && strings.Contains(pl, "#EXTINF")
 	})
@@ -643,7 +644,7 @@ func finishedRecording(t *testing.T, g *gateway, stream, art string) string {
 func finishedRecordings(t *testing.T, g *gateway, stream, art string, n int) []string {
 	t.Helper()
 	var files []string
-	waitFor(t, 20*time.Second, "the finalized recording of "+stream, func() bool {
+	testwait.Until(t, 20*time.Second, "the finalized recording of "+stream, func() bool {
 		files = nil
 		for _, f := range g.recordings(t) {
 			if filepath.Base(filepath.Dir(f)) == stream {

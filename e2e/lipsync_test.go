@@ -14,6 +14,7 @@ import (
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -92,7 +93,7 @@ func lipSyncRun(t *testing.T, g *gateway, stream string, tm whipclient.Timing) m
 	// for the Sender Reports: RTSP sends nothing until then, and a report
 	// per track ahead of the first packets (README, "Lip sync": a player
 	// that joins later is lined up by gortsplib's first report).
-	waitFor(t, 20*time.Second, stream+" live", func() bool {
+	testwait.Until(t, 20*time.Second, stream+" live", func() bool {
 		resp, err := http.Get(g.HTTP + "/api/v1/streams/" + stream)
 		if err != nil {
 			return false
@@ -132,7 +133,7 @@ func lipSyncRun(t *testing.T, g *gateway, stream string, tm whipclient.Timing) m
 		t.Errorf("%s: %v", stream, err)
 	}
 	var file string
-	waitFor(t, 30*time.Second, stream+"'s recording", func() bool {
+	testwait.Until(t, 30*time.Second, stream+"'s recording", func() bool {
 		for _, f := range g.recordings(t) {
 			if strings.Contains(filepath.Base(f), stream+"_") {
 				file = f

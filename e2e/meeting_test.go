@@ -21,6 +21,7 @@ import (
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
 	"github.com/reel-gateway/reel/internal/testmedia"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -311,7 +312,7 @@ func liveOccurrence(t *testing.T, g *gateway, room string) string {
 			ID string `json:"id"`
 		} `json:"meetings"`
 	}
-	waitFor(t, 10*time.Second, "the occurrence to be listed", func() bool {
+	testwait.Until(t, 10*time.Second, "the occurrence to be listed", func() bool {
 		getJSON(t, g.HTTP+"/api/v1/meetings?q="+room, &p)
 		return len(p.Meetings) > 0
 	})
@@ -327,7 +328,7 @@ func oneOccurrence(t *testing.T, g *gateway, room string) string {
 		} `json:"meetings"`
 	}
 	var p page
-	waitFor(t, 30*time.Second, "the occurrence to end", func() bool {
+	testwait.Until(t, 30*time.Second, "the occurrence to end", func() bool {
 		getJSON(t, g.HTTP+"/api/v1/meetings?q="+room, &p)
 		return len(p.Meetings) > 0 && p.Meetings[0].State == "ended"
 	})
@@ -603,7 +604,7 @@ func checkHold(t *testing.T, g *gateway, man mtgManifest, dir string, retention 
 		t.Errorf("DELETE of a held meeting's recording: %d %s; want 409", code, body)
 	}
 	if retention {
-		waitFor(t, 20*time.Second, "retention to delete the lobby recording", func() bool {
+		testwait.Until(t, 20*time.Second, "retention to delete the lobby recording", func() bool {
 			return strings.Contains(g.Log(), "recording deleted by retention") && strings.Contains(grepLines(g.Log(), "recording deleted by retention"), "lobby")
 		})
 		if strings.Contains(grepLines(g.Log(), "recording deleted by retention"), man.Meeting) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -332,7 +333,7 @@ func TestMeetingPageExportsRefused(t *testing.T) {
 			State string `json:"state"`
 		} `json:"meetings"`
 	}
-	waitFor(t, 10*time.Second, "the meeting to begin", func() bool {
+	testwait.Until(t, 10*time.Second, "the meeting to begin", func() bool {
 		getJSON(t, g.HTTP+"/api/v1/meetings?meeting=solo", &list)
 		return len(list.Meetings) == 1
 	})
@@ -419,7 +420,7 @@ func recordMeeting(t *testing.T, ctx context.Context, g *gateway, meeting, token
 	if listToken != "" {
 		url += "&token=" + listToken
 	}
-	waitFor(t, 30*time.Second, "the meeting to end", func() bool {
+	testwait.Until(t, 30*time.Second, "the meeting to end", func() bool {
 		getJSON(t, url, &list)
 		return len(list.Meetings) == 1 && list.Meetings[0].State == "ended"
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/pion/webrtc/v3"
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -333,7 +334,7 @@ func checkReadersReleased(t *testing.T, g *gateway, stream string, readers []*mi
 			t.Fatalf("WHEP viewer %d was not closed within 20 s of the DELETE", i)
 		}
 	}
-	waitFor(t, 10*time.Second, "the stream to leave the API", func() bool { return !streamLive(t, g, stream) })
+	testwait.Until(t, 10*time.Second, "the stream to leave the API", func() bool { return !streamLive(t, g, stream) })
 	m := gatewayMetrics(t, g)
 	// What the WebRTC socket sent: every datagram taken by the kernel,
 	// in as many messages or fewer (batched, segmented), none refused.
@@ -355,7 +356,7 @@ func checkReadersReleased(t *testing.T, g *gateway, stream string, readers []*mi
 func checkMixedRecording(t *testing.T, g *gateway, stream string, published time.Duration) {
 	t.Helper()
 	var files []string
-	waitFor(t, 20*time.Second, "the finalized recording", func() bool {
+	testwait.Until(t, 20*time.Second, "the finalized recording", func() bool {
 		files, _ = filepath.Glob(filepath.Join(g.Recordings, stream, "*.mkv"))
 		return len(files) >= 1
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -31,7 +32,7 @@ func TestBrowserPlaysMP4(t *testing.T) {
 	if err := pub.Close(); err != nil {
 		t.Fatalf("DELETE: %v", err)
 	}
-	waitFor(t, 30*time.Second, "the recording to finish", func() bool {
+	testwait.Until(t, 30*time.Second, "the recording to finish", func() bool {
 		recs := archiveList(t, g, "mp4").Recordings
 		return len(recs) == 1 && recs[0].State == "finished"
 	})

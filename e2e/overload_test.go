@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -120,7 +121,7 @@ func TestGatewayBehindItsInputRefusesNewSessions(t *testing.T) {
 			t.Errorf("DELETE: %v", err)
 		}
 	}
-	waitFor(t, 30*time.Second, "both recordings finished", func() bool { return len(g.partFiles()) == 0 && len(g.recordings(t)) == 2 })
+	testwait.Until(t, 30*time.Second, "both recordings finished", func() bool { return len(g.partFiles()) == 0 && len(g.recordings(t)) == 2 })
 	files := g.recordings(t)
 	checkPlayable(t, files)
 	for _, f := range files {

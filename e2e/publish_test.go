@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -66,7 +67,7 @@ func runPublishCase(t *testing.T, g *gateway, c publishCase) {
 		t.Fatalf("viewer stats %+v", vs)
 	}
 	// The viewer's join asked the publisher for a keyframe.
-	waitFor(t, 5*time.Second, "a PLI at the publisher", func() bool { return pub.Stats().Video.PLIs > 0 })
+	testwait.Until(t, 5*time.Second, "a PLI at the publisher", func() bool { return pub.Stats().Video.PLIs > 0 })
 
 	var info struct {
 		Viewers map[string]int `json:"viewers"`
@@ -91,7 +92,7 @@ func runPublishCase(t *testing.T, g *gateway, c publishCase) {
 	_ = viewer.Close()
 
 	var files []string
-	waitFor(t, 10*time.Second, "the finalized recording", func() bool {
+	testwait.Until(t, 10*time.Second, "the finalized recording", func() bool {
 		files = nil
 		for _, f := range g.recordings(t) {
 			if strings.Contains(f, "/"+c.name+"/") {

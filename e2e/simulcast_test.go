@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/reel-gateway/reel/internal/mediacheck"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
 
@@ -37,7 +38,7 @@ type simulcastInfo struct {
 func waitLayers(t *testing.T, g *gateway, stream string, n int) simulcastInfo {
 	t.Helper()
 	var info simulcastInfo
-	waitFor(t, 20*time.Second, fmt.Sprintf("%d sized layers of %s in the streams API", n, stream), func() bool {
+	testwait.Until(t, 20*time.Second, fmt.Sprintf("%d sized layers of %s in the streams API", n, stream), func() bool {
 		resp, err := http.Get(g.HTTP + "/api/v1/streams/" + stream)
 		if err != nil || resp.StatusCode != 200 {
 			return false
@@ -105,7 +106,7 @@ func TestSimulcastGoPublisher(t *testing.T) {
 			if err := viewer.WaitVideoFrames(ctx, 60); err != nil {
 				t.Fatalf("the pinned WHEP viewer: %v (%+v)", err, viewer.Stats())
 			}
-			waitFor(t, 5*time.Second, "the viewer counted on layer q", func() bool {
+			testwait.Until(t, 5*time.Second, "the viewer counted on layer q", func() bool {
 				var i simulcastInfo
 				getJSON(t, g.HTTP+"/api/v1/streams/"+stream, &i)
 				return i.WHEPLayers["q"] == 1

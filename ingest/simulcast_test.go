@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/internal/whipclient"
 	"github.com/reel-gateway/reel/live"
 	"github.com/reel-gateway/reel/rtc"
@@ -36,7 +37,7 @@ func TestSimulcastPublish(t *testing.T) {
 				t.Fatalf("%d layers, want 3", len(video.Layers()))
 			}
 			want := map[string][2]int{"q": {160, 90}, "h": {320, 180}, "f": {640, 360}}
-			waitUntil(t, 10*time.Second, "every layer to show its size", func() bool {
+			testwait.Until(t, 10*time.Second, "every layer to show its size", func() bool {
 				for _, l := range video.Layers() {
 					if w, h := l.Size(); w != want[l.RID][0] || h != want[l.RID][1] {
 						return false
@@ -47,7 +48,7 @@ func TestSimulcastPublish(t *testing.T) {
 			if top := video.TopLayer(); top.RID != "f" || video.Layer("low").RID != "q" || video.Layer("mid").RID != "h" {
 				t.Fatalf("ranking: top %s low %s mid %s", top.RID, video.Layer("low").RID, video.Layer("mid").RID)
 			}
-			waitUntil(t, 5*time.Second, "packets on every layer and audio", func() bool {
+			testwait.Until(t, 5*time.Second, "packets on every layer and audio", func() bool {
 				for _, l := range video.Layers() {
 					if l.Packets() < 30 || l.SSRC() == 0 {
 						return false
@@ -66,7 +67,7 @@ func TestSimulcastPublish(t *testing.T) {
 			// encoding of that layer alone.
 			before := pub.Stats().Layers
 			s.RequestLayerKeyframe(video.Layer("high"))
-			waitUntil(t, 5*time.Second, "a PLI on layer f", func() bool { return pub.Stats().Layers["f"].PLIs > before["f"].PLIs })
+			testwait.Until(t, 5*time.Second, "a PLI on layer f", func() bool { return pub.Stats().Layers["f"].PLIs > before["f"].PLIs })
 			if after := pub.Stats().Layers; after["q"].PLIs != before["q"].PLIs {
 				t.Errorf("layer q got a PLI meant for f")
 			}
@@ -93,16 +94,7 @@ func TestSimulcastLayerLimit(t *testing.T) {
 	if l := video.Layers(); len(l) != 2 || l[0].RID != "q" || l[1].RID != "h" {
 		t.Fatalf("layers %v, want q and h", l)
 	}
-	waitUntil(t, 10*time.Second, "both layers to flow", func() bool {
+	testwait.Until(t, 10*time.Second, "both layers to flow", func() bool {
 		return video.Layers()[0].Packets() > 30 && video.Layers()[1].Packets() > 30
 	})
-}
-
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/reel-gateway/reel/internal/testlog"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/recorder"
 )
 
@@ -139,15 +140,6 @@ func recording(t *testing.T, dir, stream string, size int) (recorder.Info, strin
 	return in, hex.EncodeToString(sum[:])
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", within, what)
-		}
-	}
-}
-
 func objectSHA(t *testing.T, s *Store, key string) string {
 	t.Helper()
 	obj, err := s.client.GetObject(context.Background(), s.cfg.Bucket, key, minio.GetObjectOptions{})
@@ -172,7 +164,7 @@ func TestUploadMultipartVerified(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Start()
-	eventually(t, 20*time.Second, "both files uploaded", func() bool { return s.Stats().Uploads == 2 })
+	testwait.Until(t, 20*time.Second, "both files uploaded", func() bool { return s.Stats().Uploads == 2 })
 	if st := s.Stats(); st.Pending != 0 || st.Bytes < 12<<20 || st.Failures != 0 {
 		t.Fatalf("stats after upload: %+v", st)
 	}
@@ -238,7 +230,7 @@ func TestUploadSurvivesOutageAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Start()
-	eventually(t, 10*time.Second, "a failed attempt", func() bool { return s.Stats().Failures > 0 })
+	testwait.Until(t, 10*time.Second, "a failed attempt", func() bool { return s.Stats().Failures > 0 })
 	if st := s.Stats(); st.Pending != 2 || st.OldestPending <= 0 {
 		t.Fatalf("stats during the outage: %+v", st)
 	}
@@ -253,12 +245,12 @@ func TestUploadSurvivesOutageAndRestart(t *testing.T) {
 	}
 	s3.start()
 	s2.Start()
-	eventually(t, 20*time.Second, "uploads done after S3 returned", func() bool { return s2.Stats().Uploads == 2 })
+	testwait.Until(t, 20*time.Second, "uploads done after S3 returned", func() bool { return s2.Stats().Uploads == 2 })
 	if got := objectSHA(t, s2, "reel/room/room_20261201T000000Z.mkv"); got != sum {
 		t.Fatalf("object sha256 %s, file %s", got, sum)
 	}
 	// keep_local 0: both local files go once both are verified.
-	eventually(t, 5*time.Second, "local copies removed", func() bool {
+	testwait.Until(t, 5*time.Second, "local copies removed", func() bool {
 		_, e1 := os.Stat(in.Path)
 		_, e2 := os.Stat(in.Path + ".json")
 		return os.IsNotExist(e1) && os.IsNotExist(e2)
@@ -281,7 +273,7 @@ func TestCorruptUploadNotTrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Start()
-	eventually(t, 10*time.Second, "the corrupted upload refused", func() bool { return s.Stats().Failures >= 1 })
+	testwait.Until(t, 10*time.Second, "the corrupted upload refused", func() bool { return s.Stats().Failures >= 1 })
 	if s.Stats().Uploads != 0 || removed.Load() != 0 {
 		t.Fatalf("a corrupted upload was accepted: %+v, removed %d", s.Stats(), removed.Load())
 	}
@@ -289,7 +281,7 @@ func TestCorruptUploadNotTrusted(t *testing.T) {
 		t.Fatal("the file was removed although no verified copy exists")
 	}
 	s3.corrupt.Store(false)
-	eventually(t, 20*time.Second, "the retry verified", func() bool { return s.Stats().Uploads == 1 })
+	testwait.Until(t, 20*time.Second, "the retry verified", func() bool { return s.Stats().Uploads == 1 })
 	if got := objectSHA(t, s, "reel/desk/desk_20261201T000000Z.mkv"); got != sum {
 		t.Fatalf("object sha256 %s, file %s", got, sum)
 	}
@@ -304,7 +296,7 @@ func TestDeleteFromBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Start()
-	eventually(t, 10*time.Second, "uploaded", func() bool { return s.Stats().Uploads == 2 })
+	testwait.Until(t, 10*time.Second, "uploaded", func() bool { return s.Stats().Uploads == 2 })
 	if err := s.DeleteLocalUpload(context.Background(), in.Path); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +349,7 @@ func TestBucketRetention(t *testing.T) {
 		}
 	}
 	s.Start()
-	eventually(t, 10*time.Second, "uploaded", func() bool { return s.Stats().Uploads == 4 })
+	testwait.Until(t, 10*time.Second, "uploaded", func() bool { return s.Stats().Uploads == 4 })
 	if err := s.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +402,7 @@ func TestKeptDocuments(t *testing.T) {
 	}
 	s.Start()
 	rel := "board/board_20261201T000000Z/manifest.json"
-	eventually(t, 10*time.Second, "the manifest uploaded", func() bool { return string(s.Documents()[rel]) == `{"v":1}` })
+	testwait.Until(t, 10*time.Second, "the manifest uploaded", func() bool { return string(s.Documents()[rel]) == `{"v":1}` })
 	time.Sleep(100 * time.Millisecond)
 	if _, err := os.Stat(manifest); err != nil {
 		t.Fatalf("the kept manifest was removed locally: %v", err)
@@ -422,7 +414,7 @@ func TestKeptDocuments(t *testing.T) {
 	if err := s.EnqueueKept(manifest); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the changed manifest uploaded", func() bool {
+	testwait.Until(t, 10*time.Second, "the changed manifest uploaded", func() bool {
 		b, err := s.Document(ctx, rel)
 		return err == nil && string(b) == `{"v":2, "repaired": true}`
 	})
@@ -444,7 +436,7 @@ func TestKeptDocuments(t *testing.T) {
 	if err := s.EnqueueRecording(in); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the recording uploaded", func() bool { return s.Stats().Uploads >= 4 })
+	testwait.Until(t, 10*time.Second, "the recording uploaded", func() bool { return s.Stats().Uploads >= 4 })
 	hold := "board/board_20261201T000000Z/hold.json"
 	if _, err := s.Document(ctx, hold); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("no hold yet: %v, want fs.ErrNotExist", err)

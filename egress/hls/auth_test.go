@@ -8,6 +8,7 @@ import (
 
 	"github.com/reel-gateway/reel/access"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -37,7 +38,7 @@ func TestPathNamesTheStreamAuthorized(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	eventually(t, 20*time.Second, "cam's playlist with its own key", func() bool {
+	testwait.Until(t, 20*time.Second, "cam's playlist with its own key", func() bool {
 		return get("/hls/cam/index.m3u8", "camkey") == http.StatusOK
 	})
 	for _, c := range []struct {

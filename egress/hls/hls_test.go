@@ -17,6 +17,7 @@ import (
 	"github.com/reel-gateway/reel/api/problem"
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/internal/testlog"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -131,18 +132,6 @@ func decode(t *testing.T, url string) {
 	_, stderr := run(t, "ffmpeg", "-nostdin", "-v", "error", "-i", url, "-t", "4", "-f", "null", "-")
 	if strings.TrimSpace(stderr) != "" {
 		t.Errorf("ffmpeg reported errors:\n%s", stderr)
-	}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -318,7 +307,7 @@ func TestPublisherLeaves(t *testing.T) {
 		t.Fatal("no muxer or subscription after the first playlist request")
 	}
 	media := f.url("cam", firstURI(t, body))
-	eventually(t, 15*time.Second, "a complete segment", func() bool {
+	testwait.Until(t, 15*time.Second, "a complete segment", func() bool {
 		_, pl := f.get(t, media)
 		return bytes.Contains(pl, []byte("#EXTINF"))
 	})
@@ -326,7 +315,7 @@ func TestPublisherLeaves(t *testing.T) {
 	f.stop()
 	<-f.pub.Done()
 	var pl []byte
-	eventually(t, 10*time.Second, "the media playlist to end", func() bool {
+	testwait.Until(t, 10*time.Second, "the media playlist to end", func() bool {
 		resp, pl = f.get(t, media)
 		return resp.StatusCode == http.StatusOK && bytes.HasSuffix(pl, []byte("#EXT-X-ENDLIST\n"))
 	})
@@ -345,7 +334,7 @@ func TestPublisherLeaves(t *testing.T) {
 		t.Errorf("blocking reload of the ended stream: %d\n%s", resp.StatusCode, pl)
 	}
 
-	eventually(t, 15*time.Second, "the muxer to stop", func() bool { return !f.srv.running("cam") })
+	testwait.Until(t, 15*time.Second, "the muxer to stop", func() bool { return !f.srv.running("cam") })
 	resp, body = f.get(t, f.url("cam", "index.m3u8"))
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("after the linger time: status %d, want 404", resp.StatusCode)
@@ -357,7 +346,7 @@ func TestPublisherLeaves(t *testing.T) {
 	f.client.CloseIdleConnections()
 	// The publisher's own goroutine is gone too, hence no slack needed
 	// beyond the HTTP server's connection goroutines winding down.
-	eventually(t, 10*time.Second, "goroutines back to baseline", func() bool {
+	testwait.Until(t, 10*time.Second, "goroutines back to baseline", func() bool {
 		return runtime.NumGoroutine() <= baseline+1
 	})
 }
@@ -379,7 +368,7 @@ func TestFFmpegFinishesWhenPublisherLeaves(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	eventually(t, 20*time.Second, "ffmpeg to read segments", func() bool { return f.srv.Viewers("cam") == 1 })
+	testwait.Until(t, 20*time.Second, "ffmpeg to read segments", func() bool { return f.srv.Viewers("cam") == 1 })
 	time.Sleep(2 * time.Second) // let it play a little; not an assertion
 	f.stop()
 	<-f.pub.Done()
@@ -428,7 +417,7 @@ func TestIdleStop(t *testing.T) {
 	if n := len(f.pub.Stream.Subscriptions()); n != 1 {
 		t.Fatalf("%d subscriptions while watched, want 1", n)
 	}
-	eventually(t, 15*time.Second, "the idle muxer to stop", func() bool {
+	testwait.Until(t, 15*time.Second, "the idle muxer to stop", func() bool {
 		return !f.srv.running("cam") && len(f.pub.Stream.Subscriptions()) == 0
 	})
 

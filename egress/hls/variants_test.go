@@ -11,6 +11,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -81,7 +82,7 @@ func TestSimulcastVariants(t *testing.T) {
 	// Segments line up: wait for five complete ones in every variant.
 	base := strings.TrimSuffix(url, "index.m3u8")
 	var segs []map[int]time.Duration
-	eventually(t, 20*time.Second, "five segments in every variant", func() bool {
+	testwait.Until(t, 20*time.Second, "five segments in every variant", func() bool {
 		segs = segs[:0]
 		for _, v := range mv.Variants {
 			_, b := f.get(t, base+v.URI)
@@ -153,7 +154,7 @@ func TestSimulcastPublisherLeaves(t *testing.T) {
 	f.stop()
 	<-f.pub.Done()
 	for _, v := range mv.Variants {
-		eventually(t, 10*time.Second, "the playlist of "+v.URI+" to end", func() bool {
+		testwait.Until(t, 10*time.Second, "the playlist of "+v.URI+" to end", func() bool {
 			resp, pl := f.get(t, base+v.URI)
 			return resp.StatusCode == 200 && strings.HasSuffix(string(pl), "#EXT-X-ENDLIST\n")
 		})
@@ -161,7 +162,7 @@ func TestSimulcastPublisherLeaves(t *testing.T) {
 	if resp, body := f.get(t, url); resp.StatusCode != 200 || len(mustMultivariant(t, body).Variants) != 3 {
 		t.Fatalf("the ended stream's multivariant playlist: %d\n%s", resp.StatusCode, body)
 	}
-	eventually(t, 15*time.Second, "the muxer to stop", func() bool { return !f.srv.running("cam") })
+	testwait.Until(t, 15*time.Second, "the muxer to stop", func() bool { return !f.srv.running("cam") })
 }
 
 func mustMultivariant(t *testing.T, body []byte) *playlist.Multivariant {

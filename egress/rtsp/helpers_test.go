@@ -26,6 +26,7 @@ import (
 
 	"github.com/reel-gateway/reel/access"
 	"github.com/reel-gateway/reel/internal/hubtest"
+	"github.com/reel-gateway/reel/internal/testwait"
 	"github.com/reel-gateway/reel/live"
 )
 
@@ -261,13 +262,7 @@ func statusCode(err error) base.StatusCode {
 // eventually polls cond until it holds or wait passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, wait, what, cond)
 }
 
 // goroutinesSettle waits for the goroutine count to come back to base.
