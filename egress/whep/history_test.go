@@ -100,9 +100,12 @@ func TestLostPacketIsResentOnNACK(t *testing.T) {
 			}
 		}
 	})
-	play(t, ctx, srv, pc, "cam", gatheredOffer(t, pc), PlayOptions{})
+	sess := play(t, ctx, srv, pc, "cam", gatheredOffer(t, pc), PlayOptions{})
 	select {
 	case <-recovered:
+		if sess.direct.Load() == nil {
+			t.Error("the packet was resent through pion, not the session's RTPWriter")
+		}
 	case <-time.After(20 * time.Second):
 		if lost.Load() == 0 {
 			t.Fatal("the viewer never got 50 packets")

@@ -3,6 +3,7 @@ package whep
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,10 @@ type Session struct {
 	twccSeq  uint16
 	twccBuf  [2]byte
 	layerRID atomic.Pointer[string]
+
+	// direct sends the viewer's RTP past pion when it can (direct.go).
+	direct     atomic.Pointer[rtc.RTPWriter]
+	directOnce sync.Once
 }
 
 // viewerTrack forwards one stream track. out is reused for every packet so
@@ -42,7 +47,9 @@ type Session struct {
 type viewerTrack struct {
 	sess    *Session
 	src     *live.Track
-	local   *webrtc.TrackLocalStaticRTP
+	local   *boundTrack
+	ssrc    uint32 // pion's binding of local, for the direct path
+	pt      uint8
 	started bool // video waits for a keyframe so the picture starts clean
 	out     rtp.Packet
 	ext     [1]rtp.Extension // out's header extensions, reused
@@ -83,6 +90,9 @@ func newSession(ctx context.Context, srv *Server, stream *live.Stream, offer []b
 			// Ask now, not at POST: the keyframe must arrive after the
 			// viewer can receive it. A simulcast viewer asks for its
 			// layer's (layers.go).
+			// The send path is chosen once: a second context on the
+			// same keys would reuse their keystream.
+			sess.directOnce.Do(func() { sess.sendDirect(srv.engine) })
 			sess.connected.Store(true)
 			if !sess.simulcast() {
 				sess.stream.RequestKeyframe()
@@ -112,10 +122,11 @@ func newSession(ctx context.Context, srv *Server, stream *live.Stream, offer []b
 // addTracks adds one sending track per stream track the viewer takes.
 func (sess *Session) addTracks(vts []rtc.ViewerTrack, opts PlayOptions, startBitrate float64) error {
 	for _, vt := range vts {
-		local, err := webrtc.NewTrackLocalStaticRTP(vt.Codec, string(vt.Track.Kind), "reel-"+sess.stream.Name)
+		static, err := webrtc.NewTrackLocalStaticRTP(vt.Codec, string(vt.Track.Kind), "reel-"+sess.stream.Name)
 		if err != nil {
 			return fmt.Errorf("creating %s track: %w", vt.Track.Kind, err)
 		}
+		local := &boundTrack{TrackLocalStaticRTP: static}
 		sender, err := sess.PC.AddTrack(local)
 		if err != nil {
 			return fmt.Errorf("adding %s track: %w", vt.Track.Kind, err)
@@ -197,7 +208,7 @@ func (sess *Session) readRTCP(sender *webrtc.RTPSender, vt *viewerTrack) {
 				}
 				for _, pair := range p.Nacks {
 					pair.Range(func(seq uint16) bool {
-						vt.hist.resend(seq, vt.local.WriteRTP)
+						vt.hist.resend(seq, vt.write)
 						return true
 					})
 				}
@@ -272,7 +283,7 @@ func (vt *viewerTrack) send(pkt *rtp.Packet, now time.Time) int {
 		}
 		_ = pkt.Header.SetExtension(sess.twccID, sess.twccBuf[:])
 	}
-	err := vt.local.WriteRTP(pkt)
+	err := vt.write(pkt)
 	size := pkt.Header.MarshalSize() + len(pkt.Payload)
 	pkt.Header.Extension, pkt.Header.Extensions = false, nil
 	if err != nil {

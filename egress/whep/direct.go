@@ -1,0 +1,67 @@
+package whep
+
+import (
+	"sync/atomic"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v3"
+
+	"github.com/reel-gateway/reel/rtc"
+)
+
+// A viewer's RTP leaves through an rtc.RTPWriter, encrypted with the
+// connection's own keys straight into the shared socket's batch, once
+// the viewer is connected over a pair the shared socket carries; a
+// relayed or TCP viewer, or one whose keys cannot be read, goes through
+// pion's track as before. Either way one path carries all of a viewer's
+// RTP from its first packet: WritePacket forwards nothing before the
+// choice is made.
+
+// boundTrack is pion's track, keeping the SSRC and payload type pion
+// bound it to: pion writes them into every packet it sends, and the
+// RTPWriter must too.
+type boundTrack struct {
+	*webrtc.TrackLocalStaticRTP
+	bound atomic.Bool
+	ssrc  atomic.Uint32
+	pt    atomic.Uint32
+}
+
+// Bind implements webrtc.TrackLocal.
+func (t *boundTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	c, err := t.TrackLocalStaticRTP.Bind(ctx)
+	if err == nil {
+		t.ssrc.Store(uint32(ctx.SSRC()))
+		t.pt.Store(uint32(c.PayloadType))
+		t.bound.Store(true)
+	}
+	return c, err
+}
+
+// sendDirect makes the session's RTPWriter if it can; it runs once, when
+// the viewer has connected and before anything is forwarded.
+func (sess *Session) sendDirect(engine *rtc.Engine) {
+	for _, vt := range sess.tracks {
+		if !vt.local.bound.Load() {
+			sess.Log.Debug("sending through pion: a track is not bound")
+			return
+		}
+		vt.ssrc, vt.pt = vt.local.ssrc.Load(), uint8(vt.local.pt.Load())
+	}
+	w, err := engine.NewRTPWriter(sess.PC)
+	if err != nil {
+		sess.Log.Debug("sending through pion", "reason", err)
+		return
+	}
+	sess.direct.Store(w)
+}
+
+// write sends one packet of the track: through the session's RTPWriter,
+// with the track's SSRC and payload type, or through pion's track.
+func (vt *viewerTrack) write(pkt *rtp.Packet) error {
+	if w := vt.sess.direct.Load(); w != nil {
+		pkt.SSRC, pkt.PayloadType = vt.ssrc, vt.pt
+		return w.WriteRTP(pkt)
+	}
+	return vt.local.WriteRTP(pkt)
+}
