@@ -292,7 +292,7 @@ func (ls *layerSwitch) switchTo(l *live.Track, p *live.Packet) {
 	if ls.started {
 		ls.seqOffset = ls.lastSeq + 1 - p.RTP.SequenceNumber
 		gap := max(p.Arrival.Sub(ls.lastAt), time.Millisecond)
-		ticks := uint32(gap.Seconds() * float64(l.ClockRate))
+		ticks := uint32(gap.Seconds() * l.RTPRate())
 		ls.tsOffset = ls.lastTS + ticks - p.RTP.Timestamp
 		ls.switches.Add(1)
 		if ls.est != nil {
