@@ -3,6 +3,7 @@ package rtc
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"reflect"
 	"strings"
@@ -121,7 +122,7 @@ func (w *RTPWriter) WriteRTP(p *rtp.Packet) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n, err := p.MarshalTo(w.buf[:cap(w.buf)-srtpOverhead])
+	n, err := marshalRTP(p, w.buf[:cap(w.buf)-srtpOverhead])
 	if err != nil {
 		return err
 	}
@@ -131,6 +132,27 @@ func (w *RTPWriter) WriteRTP(p *rtp.Packet) error {
 	}
 	_, err = rt.out.WriteTo(out, rt.addr)
 	return err
+}
+
+// marshalRTP writes p to buf. A packet with the padding bit and no
+// padding size carries its padding in its payload, the count in the last
+// byte, as pion's own writers take it (a bandwidth probe's padding-only
+// packets, egress/whep/layers.go); rtp.Packet.MarshalTo refuses those.
+func marshalRTP(p *rtp.Packet, buf []byte) (int, error) {
+	if !p.Header.Padding || p.Header.PaddingSize != 0 || p.PaddingSize != 0 {
+		return p.MarshalTo(buf)
+	}
+	n, err := p.Header.MarshalTo(buf)
+	if err != nil {
+		return 0, err
+	}
+	if len(p.Payload) == 0 || int(p.Payload[len(p.Payload)-1]) > len(p.Payload) {
+		return 0, errors.New("a padded RTP packet's payload does not end in its padding count")
+	}
+	if n+len(p.Payload) > len(buf) {
+		return 0, io.ErrShortBuffer
+	}
+	return n + copy(buf[n:], p.Payload), nil
 }
 
 // srtpOverhead is room for the SRTP tag and MKI behind the packet.

@@ -166,13 +166,23 @@ func TestRTPWriterReachesAPionReceiver(t *testing.T) {
 				}
 				payload := bytes.Repeat([]byte{byte(seq)}, 900+int(seq%200))
 				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.pt, SSRC: p.ssrc, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: seq%4 == 0}, Payload: payload}
+				var padding byte
+				switch seq % 10 {
+				case 3: // padding as a hub packet has it: its size in the header
+					pkt.Header.Padding, pkt.Header.PaddingSize, padding = true, 20, 20
+				case 7: // a probe's padding-only packet: in the payload, as pion takes it
+					pkt.Header.Padding, padding = true, 200
+					pkt.Payload = make([]byte, padding)
+					pkt.Payload[padding-1] = padding
+					payload = nil
+				}
 				if err := w.WriteRTP(pkt); err != nil {
 					t.Fatal(err)
 				}
 				select {
 				case r := <-p.received:
-					if r.SequenceNumber != seq || r.Timestamp != pkt.Timestamp || r.Marker != pkt.Marker || !bytes.Equal(r.Payload, payload) {
-						t.Fatalf("received seq %d ts %d (%d bytes), sent seq %d ts %d (%d bytes)", r.SequenceNumber, r.Timestamp, len(r.Payload), seq, pkt.Timestamp, len(payload))
+					if r.SequenceNumber != seq || r.Timestamp != pkt.Timestamp || r.Marker != pkt.Marker || !bytes.Equal(r.Payload, payload) || r.Padding != (padding > 0) || r.PaddingSize != padding {
+						t.Fatalf("received seq %d ts %d (%d bytes, padding %d), sent seq %d ts %d (%d bytes, padding %d)", r.SequenceNumber, r.Timestamp, len(r.Payload), r.PaddingSize, seq, pkt.Timestamp, len(payload), padding)
 					}
 					got = append(got, r)
 				case <-time.After(100 * time.Millisecond):
