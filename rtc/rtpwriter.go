@@ -46,9 +46,12 @@ var ErrNoDirectRoute = errors.New("the selected candidate pair does not leave th
 type RTPWriter struct {
 	dest atomic.Pointer[route]
 	mu   sync.Mutex
-	ctx  *srtp.Context
-	buf  []byte     // plaintext, encrypted in place
-	hdr  rtp.Header // the context's scratch
+	// gcm encrypts for AES-128-GCM (srtpgcm.go), ctx, pion's, for the
+	// other profiles (AES-CM, which Chromium takes).
+	gcm *gcmSender
+	ctx *srtp.Context
+	buf []byte     // plaintext, encrypted in place
+	hdr rtp.Header // ctx's scratch
 }
 
 // route is where a writer's packets go: the selected pair's remote
@@ -84,11 +87,15 @@ func (r *Engine) NewRTPWriter(pc *webrtc.PeerConnection) (*RTPWriter, error) {
 	if err := cfg.ExtractSessionKeysFromDTLS(&state, client); err != nil {
 		return nil, fmt.Errorf("extracting SRTP keys: %w", err)
 	}
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
+	w := &RTPWriter{buf: make([]byte, rtpWriterBuffer)}
+	if cfg.Profile == srtp.ProtectionProfileAeadAes128Gcm {
+		w.gcm, err = newGCMSender(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt)
+	} else {
+		w.ctx, err = srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("making the SRTP context: %w", err)
 	}
-	w := &RTPWriter{ctx: ctx, buf: make([]byte, rtpWriterBuffer)}
 	ice := dt.ICETransport()
 	// Follow the pair first, then read it, so a change in between is not
 	// missed. A pair that cannot be followed stops the writer's packets:
@@ -126,7 +133,12 @@ func (w *RTPWriter) WriteRTP(p *rtp.Packet) error {
 	if err != nil {
 		return err
 	}
-	out, err := w.ctx.EncryptRTP(w.buf[:0], w.buf[:n], &w.hdr)
+	var out []byte
+	if w.gcm != nil {
+		out, err = w.gcm.seal(w.buf, n, p.Header.MarshalSize(), p.SSRC, p.SequenceNumber)
+	} else {
+		out, err = w.ctx.EncryptRTP(w.buf[:0], w.buf[:n], &w.hdr)
+	}
 	if err != nil {
 		return err
 	}

@@ -155,6 +155,9 @@ func TestRTPWriterReachesAPionReceiver(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if gcm := c.profiles[0] == dtls.SRTP_AEAD_AES_128_GCM; (w.gcm != nil) != gcm || (w.ctx != nil) == gcm {
+				t.Fatalf("profile %v: Reel's GCM sender %v, pion's context %v", c.profiles[0], w.gcm != nil, w.ctx != nil)
+			}
 			before := p.engine.OutputStats().Packets
 			// The receiver may take a moment to start its SRTP session
 			// after DTLS: send until 50 packets in a row have come.
