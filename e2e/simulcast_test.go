@@ -203,7 +203,7 @@ func TestInteropChromiumSimulcast(t *testing.T) {
 			stream := "chromium-simulcast-" + c.name
 			b.open("publisher")
 			var pub simulcastPublish
-			b.mustCall(60*time.Second, "publisher", "publishSimulcast", &pub, g.HTTP+"/whip/"+stream, c.mime)
+			b.mustCall(75*time.Second, "publisher", "publishSimulcast", &pub, g.HTTP+"/whip/"+stream, c.mime)
 			// When all three layers were sending, after connecting: Chromium
 			// holds its top layer back until its own bandwidth estimate
 			// allows it, which takes longer on a busy machine.
