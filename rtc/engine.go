@@ -7,7 +7,8 @@
 // udpconn.go spreads them where that cannot be done; sockstats.go reads
 // the kernel's drops and fill of its receive buffer; rtpwriter.go
 // encrypts a viewer's RTP with the connection's keys straight into that
-// batch, past pion's send path), negotiate.go
+// batch, past pion's send path, sealing AES-128-GCM itself in
+// srtpgcm.go), negotiate.go
 // matches offers against codecs and live tracks, session.go is a session's life (answer, connect
 // deadline, close) and the registry of live sessions, ice.go and
 // sdpfrag.go the ICE half of PATCH.
