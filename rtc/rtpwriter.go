@@ -103,7 +103,7 @@ func (r *Engine) NewRTPWriter(pc *webrtc.PeerConnection) (*RTPWriter, error) {
 	ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		rt, err := r.socks.route(p)
 		if err != nil {
-			rt = nil
+			rt = &route{} // followed, and not carried: nothing is sent
 		}
 		w.dest.Store(rt)
 	})
@@ -115,7 +115,7 @@ func (r *Engine) NewRTPWriter(pc *webrtc.PeerConnection) (*RTPWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.dest.CompareAndSwap(nil, rt)
+	w.dest.CompareAndSwap(nil, rt) // unless the handler has run since
 	return w, nil
 }
 
@@ -124,7 +124,7 @@ func (r *Engine) NewRTPWriter(pc *webrtc.PeerConnection) (*RTPWriter, error) {
 // negotiated ones.
 func (w *RTPWriter) WriteRTP(p *rtp.Packet) error {
 	rt := w.dest.Load()
-	if rt == nil {
+	if rt == nil || rt.out == nil {
 		return ErrNoDirectRoute
 	}
 	w.mu.Lock()
