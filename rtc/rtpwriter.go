@@ -104,6 +104,12 @@ func (r *Engine) NewRTPWriter(pc *webrtc.PeerConnection) (*RTPWriter, error) {
 		rt, err := r.socks.route(p)
 		if err != nil {
 			rt = &route{} // followed, and not carried: nothing is sent
+			pair := "none"
+			if p != nil {
+				pair = p.String()
+			}
+			r.cfg.Logger.Warn("a viewer's ICE moved to a candidate pair the shared socket does not carry; its media stops until it moves back",
+				"pair", pair)
 		}
 		w.dest.Store(rt)
 	})
