@@ -62,7 +62,7 @@ type route struct {
 }
 
 // rtpWriterBuffer holds any RTP packet with its SRTP tag and MKI.
-const rtpWriterBuffer = 1500 + 64
+const rtpWriterBuffer = 1500 + srtpOverhead
 
 // NewRTPWriter returns a writer for pc's RTP, which must be connected
 // (DTLS done): the keys are the connection's. It fails, and the caller

@@ -95,13 +95,9 @@ func connectSending(t testing.TB, profiles []dtls.SRTPProtectionProfile, engineO
 	}
 	offerAnswer(t, offerer, answerer)
 
-	deadline := time.Now().Add(10 * time.Second)
-	for pc.ConnectionState() != webrtc.PeerConnectionStateConnected || recv.ConnectionState() != webrtc.PeerConnectionStateConnected {
-		if time.Now().After(deadline) {
-			t.Fatalf("not connected: %s / %s", pc.ConnectionState(), recv.ConnectionState())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "the engine's and the receiver's peer connections to connect", func() bool {
+		return pc.ConnectionState() == webrtc.PeerConnectionStateConnected && recv.ConnectionState() == webrtc.PeerConnectionStateConnected
+	})
 	enc := sender.GetParameters()
 	p.ssrc = uint32(enc.Encodings[0].SSRC)
 	p.pt = uint8(enc.Codecs[0].PayloadType)

@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
+	"io"
 )
 
 // gcmSender is the sending half of SRTP with SRTP_AEAD_AES_128_GCM
@@ -45,14 +46,12 @@ func newGCMSender(masterKey, masterSalt []byte) (*gcmSender, error) {
 	if len(masterKey) != gcmKeyLen || len(masterSalt) != gcmSaltLen {
 		return nil, errors.New("AES-128-GCM needs a 16-byte master key and a 12-byte master salt")
 	}
-	key, err := deriveSessionKey(masterKey, masterSalt, labelSRTPEncryption, gcmKeyLen)
+	prf, err := aes.NewCipher(masterKey)
 	if err != nil {
 		return nil, err
 	}
-	salt, err := deriveSessionKey(masterKey, masterSalt, labelSRTPSalt, gcmSaltLen)
-	if err != nil {
-		return nil, err
-	}
+	key := deriveSessionKey(prf, masterSalt, labelSRTPEncryption, gcmKeyLen)
+	salt := deriveSessionKey(prf, masterSalt, labelSRTPSalt, gcmSaltLen)
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -66,22 +65,19 @@ func newGCMSender(masterKey, masterSalt []byte) (*gcmSender, error) {
 	return s, nil
 }
 
-// deriveSessionKey is the AES-CM PRF's keystream for label: the master
+// deriveSessionKey is the AES-CM PRF's keystream (prf: AES with the
+// master key) for label: the master
 // salt, left-aligned in the counter block as libsrtp and pion place the
 // 12-byte salt of the GCM profiles, XORed with the label at byte 7 (the
 // index over the key derivation rate is 0), the block's last two bytes
 // the counter.
-func deriveSessionKey(masterKey, masterSalt []byte, label byte, n int) ([]byte, error) {
-	block, err := aes.NewCipher(masterKey)
-	if err != nil {
-		return nil, err
-	}
+func deriveSessionKey(prf cipher.Block, masterSalt []byte, label byte, n int) []byte {
 	var iv [aes.BlockSize]byte
 	copy(iv[:], masterSalt)
 	iv[7] ^= label
 	out := make([]byte, n)
-	cipher.NewCTR(block, iv[:]).XORKeyStream(out, out)
-	return out, nil
+	cipher.NewCTR(prf, iv[:]).XORKeyStream(out, out)
+	return out
 }
 
 // rollover returns the rollover counter of the packet numbered seq on
@@ -124,6 +120,9 @@ func (s *gcmSender) rollover(ssrc uint32, seq uint16) (uint32, error) {
 // first hdr bytes, and returns it with its tag; buf must have
 // gcmTagLen bytes of room past n.
 func (s *gcmSender) seal(buf []byte, n, hdr int, ssrc uint32, seq uint16) ([]byte, error) {
+	if cap(buf) < n+gcmTagLen {
+		return nil, io.ErrShortBuffer // Seal would move it out of buf
+	}
 	roc, err := s.rollover(ssrc, seq)
 	if err != nil {
 		return nil, err
