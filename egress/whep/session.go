@@ -87,13 +87,13 @@ func newSession(ctx context.Context, srv *Server, stream *live.Stream, offer []b
 	}
 	sess.OnConnectionState(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
-			// Ask now, not at POST: the keyframe must arrive after the
-			// viewer can receive it. A simulcast viewer asks for its
-			// layer's (layers.go).
 			// The send path is chosen once: a second context on the
 			// same keys would reuse their keystream.
 			sess.directOnce.Do(func() { sess.sendDirect(srv.engine) })
 			sess.connected.Store(true)
+			// Ask now, not at POST: the keyframe must arrive after the
+			// viewer can receive it. A simulcast viewer asks for its
+			// layer's (layers.go).
 			if !sess.simulcast() {
 				sess.stream.RequestKeyframe()
 			}
