@@ -30,7 +30,10 @@ type report struct {
 	HubDrops  map[string]uint64 `json:"hub_dropped_packets"`
 	HubShed   map[string]uint64 `json:"hub_shed_packets"`
 	UDPErrors udpErrorsReport   `json:"kernel_udp_errors"`
-	Errors    []string          `json:"errors,omitempty"`
+	// Socket is what the gateway's shared WebRTC socket sent in the
+	// window (Reel's metrics; absent from another gateway).
+	Socket *socketReport `json:"gateway_socket,omitempty"`
+	Errors []string      `json:"errors,omitempty"`
 }
 
 type runSetup struct {
@@ -47,6 +50,14 @@ type runSetup struct {
 	Pace             float64 `json:"pace"`
 	// Layers are the simulcast layers viewers pinned (-simulcast).
 	Layers []string `json:"simulcast_layers,omitempty"`
+}
+
+type socketReport struct {
+	Packets  float64 `json:"packets"`
+	Messages float64 `json:"messages"`
+	// PerMessage is datagrams per message: above 1 where batches carried
+	// runs to one viewer as one segmented (GSO) message.
+	PerMessage float64 `json:"packets_per_message"`
 }
 
 type publishReport struct {
@@ -167,6 +178,10 @@ func (r *report) fill(a, b snapshot, peakRSS int64, pubs []*publisher, whep, rts
 	r.HubShed = map[string]uint64{}
 	for k, n := range b.shed {
 		r.HubShed[k] = n - min(n, a.shed[k])
+	}
+	if a.sock.ok && b.sock.ok && b.sock.messages > a.sock.messages {
+		p, m := b.sock.packets-a.sock.packets, b.sock.messages-a.sock.messages
+		r.Socket = &socketReport{Packets: p, Messages: m, PerMessage: round3(p / m)}
 	}
 	r.UDPErrors = udpErrorsReport{RcvbufErrors: b.udp.rcvbuf - a.udp.rcvbuf, SndbufErrors: b.udp.sndbuf - a.udp.sndbuf}
 	errs.mu.Lock()
@@ -296,6 +311,9 @@ func writeTable(r *report, w io.Writer) error {
 	fmt.Fprintf(tw, "load tool\tCPU %.1f%% of a core, RSS %.1f MB\n", 100*r.LoadTool.CPUCores, r.LoadTool.RSSMB)
 	fmt.Fprintf(tw, "machine\t%d cores %.1f%% busy, load %s, %s\n", r.Machine.Cores, r.Machine.BusyPct, r.Machine.LoadAvg, r.Machine.GoVersion)
 	fmt.Fprintf(tw, "drops\thub %v, shed %v; kernel UDP rcvbuf %d, sndbuf %d\n", r.HubDrops, r.HubShed, r.UDPErrors.RcvbufErrors, r.UDPErrors.SndbufErrors)
+	if s := r.Socket; s != nil {
+		fmt.Fprintf(tw, "gateway socket\t%.0f datagrams in %.0f messages (%.2f per message)\n", s.Packets, s.Messages, s.PerMessage)
+	}
 	limited := false
 	for _, e := range r.Errors {
 		fmt.Fprintf(tw, "error\t%s\n", e)

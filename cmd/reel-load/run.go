@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"io"
 	"net/http"
 	"net/url"
@@ -258,6 +260,7 @@ type snapshot struct {
 	drops    map[string]uint64
 	shed     map[string]uint64
 	sent     []whipclient.PublisherStats
+	sock     socketCounts
 }
 
 func takeSnapshot(cfg *config, pid int, pubs []*publisher, client *http.Client) snapshot {
@@ -266,6 +269,7 @@ func takeSnapshot(cfg *config, pid int, pubs []*publisher, client *http.Client) 
 		s.gw, s.gwErr = readProc(pid)
 	}
 	s.self, _ = readProc(os.Getpid())
+	s.sock = outputSocket(cfg, client)
 	for _, p := range pubs {
 		s.sent = append(s.sent, p.pub.Stats())
 		drops, shed := hubDrops(cfg, p.name, client)
@@ -303,6 +307,51 @@ func hubDrops(cfg *config, stream string, client *http.Client) (dropped, shed ma
 		return nil, nil
 	}
 	return info.Dropped, info.Shed
+}
+
+// socketCounts is what the gateway's shared WebRTC socket had sent: its
+// datagrams, and the messages (system call entries) that carried them.
+type socketCounts struct {
+	ok                bool
+	packets, messages float64
+}
+
+// outputSocket reads the gateway's output-socket counters from its
+// metrics (Reel's; not ok from another gateway or without the right).
+func outputSocket(cfg *config, client *http.Client) socketCounts {
+	req, err := http.NewRequest(http.MethodGet, cfg.baseURL+"/metrics", nil)
+	if err != nil {
+		return socketCounts{}
+	}
+	if cfg.token != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return socketCounts{}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return socketCounts{}
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return socketCounts{}
+	}
+	count := func(name string) (float64, bool) {
+		f := families[name]
+		if f == nil || len(f.GetMetric()) != 1 {
+			return 0, false
+		}
+		return f.GetMetric()[0].GetCounter().GetValue(), true
+	}
+	var c socketCounts
+	var okP, okM bool
+	c.packets, okP = count("reel_output_socket_packets_total")
+	c.messages, okM = count("reel_output_socket_messages_total")
+	c.ok = okP && okM
+	return c
 }
 
 // sampleRSS waits d, reading the gateway's RSS every second, and returns
