@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type RTPWriter struct {
 type route struct {
 	out  *batchConn
 	addr *net.UDPAddr
+	key  netip.AddrPort // addr's, made once
 }
 
 // rtpWriterBuffer holds any RTP packet with its SRTP tag and MKI.
@@ -148,7 +150,7 @@ func (w *RTPWriter) WriteRTP(p *rtp.Packet) error {
 	if err != nil {
 		return err
 	}
-	_, err = rt.out.WriteTo(out, rt.addr)
+	_, err = rt.out.queue(out, rt.addr, rt.key) // never over rtpWriterBuffer
 	return err
 }
 
@@ -264,5 +266,6 @@ func (s *socketSet) route(p *webrtc.ICECandidatePair) (*route, error) {
 	if onPort != 1 {
 		return nil, ErrNoDirectRoute
 	}
-	return &route{out: only, addr: &net.UDPAddr{IP: remote, Port: int(p.Remote.Port)}}, nil
+	addr := &net.UDPAddr{IP: remote, Port: int(p.Remote.Port)}
+	return &route{out: only, addr: addr, key: addr.AddrPort()}, nil
 }

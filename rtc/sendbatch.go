@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/transport/v2"
@@ -46,6 +47,8 @@ type batchConn struct {
 	transport.UDPConn // reads, and everything but WriteTo and Close
 	udp               *net.UDPConn
 	out               *ipv4.PacketConn
+	rc                syscall.RawConn
+	raw               rawBatch // the sender's, for the system call
 	log               *slog.Logger
 
 	// gso is whether runs to one address go as one segmented message;
@@ -131,6 +134,7 @@ func gatherWritesOn(c transport.UDPConn, u *net.UDPConn, gso bool, log *slog.Log
 		done:    make(chan struct{}),
 	}
 	b.room = sync.NewCond(&b.mu)
+	b.rc, _ = u.SyscallConn() // never fails on an open socket
 	b.gso.Store(gso)
 	go b.sender()
 	return b
@@ -144,7 +148,12 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if !ok || len(p) > batchBytes/4 {
 		return b.udp.WriteTo(p, addr)
 	}
-	key := ua.AddrPort()
+	return b.queue(p, addr, ua.AddrPort())
+}
+
+// queue is WriteTo for an address whose key (ua.AddrPort()) the caller
+// has already made: an RTPWriter makes it once per route, not per packet.
+func (b *batchConn) queue(p []byte, addr net.Addr, key netip.AddrPort) (int, error) {
 	b.mu.Lock()
 	for !b.closed && !b.fill.fits(len(p)) {
 		b.room.Wait()
@@ -283,7 +292,7 @@ func (b *batchConn) writeAll(msgs []ipv4.Message) {
 	// made: their Buffers still point at the packets in data, which did
 	// not move, so they stay valid.
 	for len(msgs) > 0 {
-		n, err := b.out.WriteBatch(msgs, 0)
+		n, err := b.writeBatch(msgs)
 		if n > 0 {
 			b.messages.Add(uint64(n))
 			for _, m := range msgs[:n] {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/pion/transport/v2"
+	"golang.org/x/net/ipv4"
 )
 
 // gatherWrites returns c writing through spread descriptors: batched and
@@ -15,3 +16,7 @@ func gatherWrites(c transport.UDPConn, _ *slog.Logger) transport.UDPConn { retur
 func appendSegmentSize(oob []byte, _ int) []byte { return oob }
 
 func segmentUnsupported(error) bool { return false }
+
+type rawBatch struct{}
+
+func (b *batchConn) writeBatch(msgs []ipv4.Message) (int, error) { return b.out.WriteBatch(msgs, 0) }

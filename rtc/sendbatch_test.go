@@ -253,6 +253,36 @@ func TestBatchConnOneRefusedAddressLosesOnlyItsOwn(t *testing.T) {
 	}
 }
 
+// A batch of more messages than one system call carries leaves in
+// several calls and loses nothing, and an address the kernel refuses
+// right at a call's boundary costs only its own packet.
+func TestBatchConnSendsBatchesLongerThanACall(t *testing.T) {
+	b := newBatchConn(t, false)
+	rs := newReceivers(t, 3)
+	refused := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 0}
+	f := newSendBatch()
+	const total = 3*rawCallMessages + 17
+	want, per := 0, make([]int, 3)
+	for i := range total {
+		if i == rawCallMessages || i == 2*rawCallMessages-1 {
+			f.add(make([]byte, 100), refused, refused.AddrPort())
+			continue
+		}
+		a := rs[i%3].addr()
+		f.add(framePacket(i%3, i, 0, 2), a, a.AddrPort())
+		want++
+		per[i%3]++
+	}
+	b.send(f)
+	got := 0
+	for r := range rs {
+		got += len(rs[r].wait(per[r]))
+	}
+	if got != want || b.sent.Load() != uint64(want) || b.failed.Load() != 2 {
+		t.Errorf("received %d, counted %d sent and %d failed; want %d, %d and 2", got, b.sent.Load(), b.failed.Load(), want, want)
+	}
+}
+
 // Close sends what was written before it.
 func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
 	b := newBatchConn(t, true)
