@@ -128,6 +128,12 @@ type Stream struct {
 	badPackets       atomic.Uint64
 
 	clock *Clock
+
+	// held is set while subscribers may hold packets they were not woken
+	// for (wake.go); heldWake wakes them once holdMax has passed.
+	held     atomic.Bool
+	heldWake *time.Timer
+	holdMax  time.Duration
 }
 
 func newStream(h *Hub, name string, spec PublishSpec) *Stream {
@@ -137,6 +143,9 @@ func newStream(h *Hub, name string, spec PublishSpec) *Stream {
 	}
 	s := &Stream{Name: name, Started: time.Now(), spec: spec, hub: h, done: make(chan struct{}), clock: newClock(spec.Tracks, log)}
 	s.subs.Store(&[]*Subscription{})
+	s.holdMax = holdMax
+	s.heldWake = time.AfterFunc(time.Hour, s.wakeHeld)
+	s.heldWake.Stop()
 	return s
 }
 
@@ -177,8 +186,13 @@ func (s *Stream) WriteRTP(t *Track, raw []byte, arrival time.Time) error {
 	// The subscriber list is read without a lock; Subscribe and Close
 	// replace it whole (copy on write), so fan-out never contends with
 	// viewers joining or leaving.
-	for _, sub := range *s.subs.Load() {
-		sub.push(p)
+	subs := *s.subs.Load()
+	wake := wakesConsumers(p, len(subs))
+	for _, sub := range subs {
+		sub.push(p, wake)
+	}
+	if !wake && !s.held.Swap(true) {
+		s.heldWake.Reset(s.holdMax)
 	}
 	p.Release()
 	return nil
@@ -364,6 +378,7 @@ func (s *Stream) Close() {
 		for _, sub := range subs {
 			sub.end()
 		}
+		s.heldWake.Stop()
 		close(s.done)
 		s.hub.notifyUnpublish(s)
 	})

@@ -63,6 +63,7 @@ type Subscription struct {
 	head   int // next slot to read
 	count  int
 	closed bool // Close was called: discard what is queued
+	held   bool // packets were queued without waking the consumer (wake.go)
 	eof    bool // the stream ended: deliver what is queued, then stop
 	shed   shedState
 
@@ -99,8 +100,11 @@ func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions) 
 // push enqueues p with a new reference, or drops it if the queue is full.
 // A packet of a simulcast layer the consumer did not select is skipped.
 // With a latency budget, the oldest media is shed first (shed.go).
-func (sub *Subscription) push(p *Packet) {
+func (sub *Subscription) push(p *Packet, wake bool) {
 	if b := p.Track.bit; b != 0 && sub.layers.Load()&b == 0 {
+		if wake {
+			sub.wakeHeld()
+		}
 		return
 	}
 	sub.mu.Lock()
@@ -126,9 +130,23 @@ func (sub *Subscription) push(p *Packet) {
 	p.Retain()
 	sub.ring[(sub.head+sub.count)%len(sub.ring)] = p
 	sub.count++
+	sub.held = !wake
 	sub.mu.Unlock()
-	sub.cond.Signal()
+	if wake {
+		sub.cond.Signal()
+	}
 	sub.askKeyframe(ask)
+}
+
+// wakeHeld wakes the consumer if it holds packets it was not woken for.
+func (sub *Subscription) wakeHeld() {
+	sub.mu.Lock()
+	held := sub.held
+	sub.held = false
+	sub.mu.Unlock()
+	if held {
+		sub.cond.Signal()
+	}
 }
 
 func (sub *Subscription) run() {
