@@ -3,7 +3,9 @@
 // at 2.5 Mbit/s by default), opens M WHEP viewers and K RTSP readers per
 // stream, and reports per-viewer loss, jitter and added latency (publisher
 // send to viewer receive, matched by RTP sequence number in-process) with
-// the gateway's CPU and memory from /proc. Everything is bounded: peers by
+// the gateway's CPU and memory from /proc, and, from Reel's metrics, how
+// many datagrams its shared WebRTC socket sent per message (what batching
+// and segmenting save). Everything is bounded: peers by
 // -max-peers, time by -duration.
 //
 //	go run ./cmd/reel              # in one terminal

@@ -77,6 +77,11 @@ func TestRunAgainstGateway(t *testing.T) {
 	if rep.Gateway.CPUCores <= 0 || rep.Gateway.RSSMB <= 0 {
 		t.Errorf("gateway not measured: %+v", rep.Gateway)
 	}
+	// The viewers' media left the shared socket: as many datagrams as
+	// they received at least, in no more messages than datagrams.
+	if s := rep.Socket; s == nil || s.Packets < float64(rep.WHEP.Received) || s.Messages > s.Packets || s.PerMessage < 1 {
+		t.Errorf("the gateway's socket counts: %+v (viewers received %d)", s, rep.WHEP.Received)
+	}
 	if err := writeTable(rep, io.Discard); err != nil {
 		t.Error(err)
 	}
