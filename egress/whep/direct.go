@@ -5,8 +5,6 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
-
-	"github.com/reel-gateway/reel/rtc"
 )
 
 // A viewer's RTP leaves through an rtc.RTPWriter, encrypted with the
@@ -40,7 +38,10 @@ func (t *boundTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParamete
 
 // sendDirect makes the session's RTPWriter if it can; it runs once, when
 // the viewer has connected and before anything is forwarded.
-func (sess *Session) sendDirect(engine *rtc.Engine) {
+func (sess *Session) sendDirect(srv *Server) {
+	if srv.viaPion {
+		return
+	}
 	for _, vt := range sess.tracks {
 		if !vt.local.bound.Load() {
 			sess.Log.Debug("sending through pion: a track is not bound")
@@ -48,7 +49,7 @@ func (sess *Session) sendDirect(engine *rtc.Engine) {
 		}
 		vt.ssrc, vt.pt = vt.local.ssrc.Load(), uint8(vt.local.pt.Load())
 	}
-	w, err := engine.NewRTPWriter(sess.PC)
+	w, err := srv.engine.NewRTPWriter(sess.PC)
 	if err != nil {
 		sess.Log.Debug("sending through pion", "reason", err)
 		return
@@ -63,5 +64,30 @@ func (vt *viewerTrack) write(pkt *rtp.Packet) error {
 		pkt.SSRC, pkt.PayloadType = vt.ssrc, vt.pt
 		return w.WriteRTP(pkt)
 	}
+	if pkt.Header.Padding && pkt.Header.PaddingSize > 0 {
+		return vt.local.WriteRTP(vt.padded(pkt))
+	}
 	return vt.local.WriteRTP(pkt)
+}
+
+// padded is pkt with its padding in its payload, the count in the last
+// byte: pion's SRTP session writes a packet's header and payload and
+// leaves Header.PaddingSize's bytes out, which would send the padding
+// bit with no padding (a packet receivers refuse). Only a publisher's
+// padding packets (bandwidth probes, mostly) have any, so the copy is
+// rare.
+func (vt *viewerTrack) padded(pkt *rtp.Packet) *rtp.Packet {
+	n := len(pkt.Payload) + int(pkt.Header.PaddingSize)
+	if cap(vt.padBuf) < n {
+		vt.padBuf = make([]byte, 0, max(n, 1500))
+	}
+	buf := vt.padBuf[:n]
+	copy(buf, pkt.Payload)
+	clear(buf[len(pkt.Payload) : n-1])
+	buf[n-1] = pkt.Header.PaddingSize
+	vt.padOut = *pkt
+	vt.padOut.Payload = buf
+	vt.padOut.Header.PaddingSize = 0
+	vt.padOut.PaddingSize = 0
+	return &vt.padOut
 }

@@ -54,6 +54,9 @@ type Server struct {
 	engine   *rtc.Engine
 	cfg      Config
 	sessions rtc.Registry[*Session]
+	// viaPion keeps every viewer on pion's track (tests of that path,
+	// which relayed and TCP viewers take).
+	viaPion bool
 }
 
 // New returns a WHEP server reading from hub.

@@ -53,6 +53,9 @@ type viewerTrack struct {
 	started bool // video waits for a keyframe so the picture starts clean
 	out     rtp.Packet
 	ext     [1]rtp.Extension // out's header extensions, reused
+	// padBuf and padOut carry a padded packet to pion's track (direct.go).
+	padBuf []byte
+	padOut rtp.Packet
 	// hist answers NACKs (video only: players do not NACK audio).
 	hist *history
 	// sw picks and rewrites the layer of a simulcast stream's video.
@@ -89,7 +92,7 @@ func newSession(ctx context.Context, srv *Server, stream *live.Stream, offer []b
 		if st == webrtc.PeerConnectionStateConnected {
 			// The send path is chosen once: a second context on the
 			// same keys would reuse their keystream.
-			sess.directOnce.Do(func() { sess.sendDirect(srv.engine) })
+			sess.directOnce.Do(func() { sess.sendDirect(srv) })
 			sess.connected.Store(true)
 			// Ask now, not at POST: the keyframe must arrive after the
 			// viewer can receive it. A simulcast viewer asks for its
@@ -284,7 +287,7 @@ func (vt *viewerTrack) send(pkt *rtp.Packet, now time.Time) int {
 		_ = pkt.Header.SetExtension(sess.twccID, sess.twccBuf[:])
 	}
 	err := vt.write(pkt)
-	size := pkt.Header.MarshalSize() + len(pkt.Payload)
+	size := pkt.Header.MarshalSize() + len(pkt.Payload) + int(pkt.Header.PaddingSize)
 	pkt.Header.Extension, pkt.Header.Extensions = false, nil
 	if err != nil {
 		return 0

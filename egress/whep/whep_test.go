@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v2"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
 
 	"github.com/reel-gateway/reel/internal/hubtest"
@@ -22,6 +23,7 @@ import (
 // the test can check where the picture starts.
 type viewer struct {
 	pc        *webrtc.PeerConnection
+	onVideo   func(*rtp.Packet) // if set before play, sees every video packet
 	mu        sync.Mutex
 	firstVid  []byte
 	videoPkts int
@@ -59,6 +61,9 @@ func newViewer(t *testing.T, srtp ...dtls.SRTPProtectionProfile) (*viewer, strin
 			}
 			v.mu.Lock()
 			if tr.Kind() == webrtc.RTPCodecTypeVideo {
+				if v.onVideo != nil {
+					v.onVideo(p)
+				}
 				if v.firstVid == nil {
 					v.firstVid = append([]byte{}, p.Payload...)
 				}
@@ -224,4 +229,49 @@ func TestSRTPProfiles(t *testing.T) {
 			t.Fatalf("%d video packets with a profile Reel does not offer", video)
 		}
 	}
+}
+
+// A viewer on pion's track (as relayed and TCP viewers are) gets a
+// publisher's padding-only packet with its padding: pion's SRTP session
+// leaves Header.PaddingSize's bytes out, and the padding bit without
+// them is a packet the viewer cannot parse (its track reader stops).
+func TestPionPathSendsPadding(t *testing.T) {
+	hub := live.NewHub(live.Reject)
+	srv := startServer(t, hub, Config{})
+	srv.viaPion = true
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, err := hubtest.Publish(ctx, hub, "cam", hubtest.Source{Video: live.VP8, Loop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, offer := newViewer(t)
+	var padded atomic.Int64
+	v.mu.Lock()
+	v.onVideo = func(p *rtp.Packet) {
+		if p.Header.Padding && p.Header.PaddingSize == 40 && len(p.Payload) == 0 {
+			padded.Add(1)
+		}
+	}
+	v.mu.Unlock()
+	sess := play(t, ctx, srv, v.pc, "cam", offer, PlayOptions{})
+	eventually(t, "video", func() bool { video, _, _ := v.counts(); return video > 10 })
+	if sess.direct.Load() != nil {
+		t.Fatal("the viewer's media went past pion")
+	}
+	video := pub.Stream.Track(live.Video)
+	for i := range 5 {
+		raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, Padding: true, PaddingSize: 40, PayloadType: 96,
+			SequenceNumber: uint16(60000 + i), SSRC: 7}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Stream.WriteRTP(video, raw, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the padding packets, padded", func() bool { return padded.Load() == 5 })
+	// and the viewer's reader goes on
+	before, _, _ := v.counts()
+	eventually(t, "video after the padding", func() bool { n, _, _ := v.counts(); return n > before+10 })
 }
