@@ -187,11 +187,15 @@ func (s *Stream) WriteRTP(t *Track, raw []byte, arrival time.Time) error {
 	// replace it whole (copy on write), so fan-out never contends with
 	// viewers joining or leaving.
 	subs := *s.subs.Load()
-	wake := wakesConsumers(p, len(subs))
+	mid := midFrame(p)
+	many := len(subs) >= holdFrom
+	held := false
 	for _, sub := range subs {
-		sub.push(p, wake)
+		hold := mid && (many || sub.perFrame)
+		held = held || hold
+		sub.push(p, !hold)
 	}
-	if !wake && !s.held.Swap(true) {
+	if held && !s.held.Swap(true) {
 		s.heldWake.Reset(s.holdMax)
 	}
 	p.Release()

@@ -42,6 +42,11 @@ type SubscribeOptions struct {
 	LatencyBudget time.Duration
 	// ID names the consumer in the API (a WHEP session's id); optional.
 	ID string
+	// PerFrame wakes the consumer once per video frame whatever the
+	// number of consumers (wake.go): for one that fans each packet out
+	// again to readers of its own (RTSP, through gortsplib's per-reader
+	// queues), whose goroutines then take a frame per wake-up too.
+	PerFrame bool
 }
 
 // Subscription is one consumer's bounded queue and the goroutine draining
@@ -64,8 +69,10 @@ type Subscription struct {
 	count  int
 	closed bool // Close was called: discard what is queued
 	held   bool // packets were queued without waking the consumer (wake.go)
-	eof    bool // the stream ended: deliver what is queued, then stop
-	shed   shedState
+	// perFrame: woken once per video frame at any number of consumers.
+	perFrame bool
+	eof      bool // the stream ended: deliver what is queued, then stop
+	shed     shedState
 
 	// layers selects the simulcast layers delivered (LayerMask); packets
 	// of other tracks always are.
@@ -90,6 +97,7 @@ func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions) 
 		ring:     make([]*Packet, size),
 		done:     make(chan struct{}),
 		shed:     shedState{budget: opts.LatencyBudget},
+		perFrame: opts.PerFrame,
 	}
 	sub.layers.Store(AllLayers)
 	sub.cond.L = &sub.mu

@@ -17,15 +17,18 @@ import "time"
 // cost little in all, and the first packets of a frame leave as they
 // come: held, the p99 latency per packet at 100 viewers went from 7.6 to
 // 9.4 ms, while a frame's last packet, the one a decoder waits for, is
-// never held.
+// never held. A consumer that fans packets out again, RTSP's one
+// subscription per stream for all its readers, asks to be woken per
+// frame at any count (SubscribeOptions.PerFrame).
 const (
 	holdFrom = 128
 	holdMax  = 5 * time.Millisecond
 )
 
-// wakesConsumers reports whether p, queued for n consumers, wakes them.
-func wakesConsumers(p *Packet, n int) bool {
-	return n < holdFrom || p.Track.Kind != Video || p.RTP.Marker
+// midFrame reports whether p is a video packet that does not end its
+// frame: one a consumer woken per frame is not woken for.
+func midFrame(p *Packet) bool {
+	return p.Track.Kind == Video && !p.RTP.Marker
 }
 
 // wakeHeld is heldWake's: it wakes every consumer holding packets.

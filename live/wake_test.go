@@ -51,9 +51,13 @@ func heldBy(subs []*Subscription) (n int) {
 // From holdFrom consumers on, a video packet that does not end its frame
 // is queued without waking anyone; the frame's last packet or an audio
 // packet wakes everyone for what they hold. Under holdFrom, every packet
-// wakes.
+// wakes, except for a consumer that asked to be woken per frame.
 func TestConsumersAreWokenPerFrameFromHoldFrom(t *testing.T) {
-	for _, n := range []int{holdFrom - 1, holdFrom} {
+	for _, tc := range []struct {
+		n        int
+		perFrame bool
+	}{{holdFrom - 1, false}, {holdFrom, false}, {1, true}} {
+		n := tc.n
 		s, video, audio := publishAV(t, "cam")
 		s.holdMax = time.Hour // only packets wake
 		// Every consumer blocks in its first packet, so what it holds
@@ -64,9 +68,9 @@ func TestConsumersAreWokenPerFrameFromHoldFrom(t *testing.T) {
 		for i := range subs {
 			var once sync.Once
 			first.Add(1)
-			sub, err := s.Subscribe("whep", ConsumerFunc(func(*Packet) {
+			sub, err := s.SubscribeWith("whep", ConsumerFunc(func(*Packet) {
 				once.Do(func() { first.Done(); <-release })
-			}), 64)
+			}), SubscribeOptions{QueueSize: 64, PerFrame: tc.perFrame})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,7 +80,7 @@ func TestConsumersAreWokenPerFrameFromHoldFrom(t *testing.T) {
 		first.Wait()
 
 		held := 0
-		if n >= holdFrom {
+		if n >= holdFrom || tc.perFrame {
 			held = n
 		}
 		writeAV(t, s, video, 1, false)
