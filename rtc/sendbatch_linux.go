@@ -170,5 +170,8 @@ func (b *batchConn) writeBatch(msgs []ipv4.Message) (int, error) {
 	if errno != 0 {
 		return 0, os.NewSyscallError("sendmmsg", errno)
 	}
+	if sent == 0 { // never for a non-empty batch; the caller would spin
+		return 0, errors.New("sendmmsg took no message and gave no error")
+	}
 	return sent, nil
 }
