@@ -128,12 +128,6 @@ type Stream struct {
 	badPackets       atomic.Uint64
 
 	clock *Clock
-
-	// held is set while subscribers may hold packets they were not woken
-	// for (wake.go); heldWake wakes them once holdMax has passed.
-	held     atomic.Bool
-	heldWake *time.Timer
-	holdMax  time.Duration
 }
 
 func newStream(h *Hub, name string, spec PublishSpec) *Stream {
@@ -143,9 +137,6 @@ func newStream(h *Hub, name string, spec PublishSpec) *Stream {
 	}
 	s := &Stream{Name: name, Started: time.Now(), spec: spec, hub: h, done: make(chan struct{}), clock: newClock(spec.Tracks, log)}
 	s.subs.Store(&[]*Subscription{})
-	s.holdMax = holdMax
-	s.heldWake = time.AfterFunc(time.Hour, s.wakeHeld)
-	s.heldWake.Stop()
 	return s
 }
 
@@ -186,17 +177,8 @@ func (s *Stream) WriteRTP(t *Track, raw []byte, arrival time.Time) error {
 	// The subscriber list is read without a lock; Subscribe and Close
 	// replace it whole (copy on write), so fan-out never contends with
 	// viewers joining or leaving.
-	subs := *s.subs.Load()
-	mid := midFrame(p)
-	many := len(subs) >= holdFrom
-	held := false
-	for _, sub := range subs {
-		hold := mid && (many || sub.perFrame)
-		held = held || hold
-		sub.push(p, !hold)
-	}
-	if held && !s.held.Swap(true) {
-		s.heldWake.Reset(s.holdMax)
+	for _, sub := range *s.subs.Load() {
+		sub.push(p)
 	}
 	p.Release()
 	return nil
@@ -382,7 +364,6 @@ func (s *Stream) Close() {
 		for _, sub := range subs {
 			sub.end()
 		}
-		s.heldWake.Stop()
 		close(s.done)
 		s.hub.notifyUnpublish(s)
 	})

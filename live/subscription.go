@@ -42,11 +42,6 @@ type SubscribeOptions struct {
 	LatencyBudget time.Duration
 	// ID names the consumer in the API (a WHEP session's id); optional.
 	ID string
-	// PerFrame wakes the consumer once per video frame whatever the
-	// number of consumers (wake.go): for one that fans each packet out
-	// again to readers of its own (RTSP, through gortsplib's per-reader
-	// queues), whose goroutines then take a frame per wake-up too.
-	PerFrame bool
 }
 
 // Subscription is one consumer's bounded queue and the goroutine draining
@@ -68,11 +63,8 @@ type Subscription struct {
 	head   int // next slot to read
 	count  int
 	closed bool // Close was called: discard what is queued
-	held   bool // packets were queued without waking the consumer (wake.go)
-	// perFrame: woken once per video frame at any number of consumers.
-	perFrame bool
-	eof      bool // the stream ended: deliver what is queued, then stop
-	shed     shedState
+	eof    bool // the stream ended: deliver what is queued, then stop
+	shed   shedState
 
 	// layers selects the simulcast layers delivered (LayerMask); packets
 	// of other tracks always are.
@@ -97,7 +89,6 @@ func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions) 
 		ring:     make([]*Packet, size),
 		done:     make(chan struct{}),
 		shed:     shedState{budget: opts.LatencyBudget},
-		perFrame: opts.PerFrame,
 	}
 	sub.layers.Store(AllLayers)
 	sub.cond.L = &sub.mu
@@ -108,11 +99,8 @@ func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions) 
 // push enqueues p with a new reference, or drops it if the queue is full.
 // A packet of a simulcast layer the consumer did not select is skipped.
 // With a latency budget, the oldest media is shed first (shed.go).
-func (sub *Subscription) push(p *Packet, wake bool) {
+func (sub *Subscription) push(p *Packet) {
 	if b := p.Track.bit; b != 0 && sub.layers.Load()&b == 0 {
-		if wake {
-			sub.wakeHeld()
-		}
 		return
 	}
 	sub.mu.Lock()
@@ -138,23 +126,9 @@ func (sub *Subscription) push(p *Packet, wake bool) {
 	p.Retain()
 	sub.ring[(sub.head+sub.count)%len(sub.ring)] = p
 	sub.count++
-	sub.held = !wake
 	sub.mu.Unlock()
-	if wake {
-		sub.cond.Signal()
-	}
+	sub.cond.Signal()
 	sub.askKeyframe(ask)
-}
-
-// wakeHeld wakes the consumer if it holds packets it was not woken for.
-func (sub *Subscription) wakeHeld() {
-	sub.mu.Lock()
-	held := sub.held
-	sub.held = false
-	sub.mu.Unlock()
-	if held {
-		sub.cond.Signal()
-	}
 }
 
 func (sub *Subscription) run() {

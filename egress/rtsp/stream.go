@@ -142,10 +142,7 @@ func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, l
 	if err := ls.rtsp.Initialize(); err != nil {
 		return nil, fmt.Errorf("rtsp: creating the server stream for %q: %w", src.Name, err)
 	}
-	// Woken per video frame: gortsplib queues each packet for every
-	// reader and wakes the reader's goroutine, which then takes a frame
-	// per wake-up rather than a packet.
-	sub, err := src.SubscribeWith(string(live.OutputRTSP), ls, live.SubscribeOptions{PerFrame: true})
+	sub, err := src.Subscribe(string(live.OutputRTSP), ls, 0)
 	if err != nil {
 		ls.rtsp.Close()
 		return nil, fmt.Errorf("rtsp: subscribing to %q: %w", src.Name, err)
