@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +11,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/reel-gateway/reel/internal/whipclient"
 )
@@ -287,26 +288,40 @@ func takeSnapshot(cfg *config, pid int, pubs []*publisher, client *http.Client) 
 // for consumers whose queue was full, and shed for those beyond their
 // latency budget (Reel's streams API; nil from another gateway).
 func hubDrops(cfg *config, stream string, client *http.Client) (dropped, shed map[string]uint64) {
-	req, err := http.NewRequest(http.MethodGet, cfg.baseURL+"/api/v1/streams/"+url.PathEscape(stream), nil)
+	body, err := getGateway(cfg, client, "/api/v1/streams/"+url.PathEscape(stream))
 	if err != nil {
 		return nil, nil
+	}
+	defer body.Close()
+	var info struct {
+		Dropped map[string]uint64 `json:"dropped_packets"`
+		Shed    map[string]uint64 `json:"shed_packets"`
+	}
+	if json.NewDecoder(body).Decode(&info) != nil {
+		return nil, nil
+	}
+	return info.Dropped, info.Shed
+}
+
+// getGateway GETs path from the gateway with the run's token. The body is
+// the caller's to close; a status other than 200 is an error.
+func getGateway(cfg *config, client *http.Client, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequest(http.MethodGet, cfg.baseURL+path, nil)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.token != "" {
 		req.Header.Set("Authorization", "Bearer "+cfg.token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil
+		return nil, err
 	}
-	defer resp.Body.Close()
-	var info struct {
-		Dropped map[string]uint64 `json:"dropped_packets"`
-		Shed    map[string]uint64 `json:"shed_packets"`
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&info) != nil {
-		return nil, nil
-	}
-	return info.Dropped, info.Shed
+	return resp.Body, nil
 }
 
 // socketCounts is what the gateway's shared WebRTC socket had sent: its
@@ -319,23 +334,13 @@ type socketCounts struct {
 // outputSocket reads the gateway's output-socket counters from its
 // metrics (Reel's; not ok from another gateway or without the right).
 func outputSocket(cfg *config, client *http.Client) socketCounts {
-	req, err := http.NewRequest(http.MethodGet, cfg.baseURL+"/metrics", nil)
+	body, err := getGateway(cfg, client, "/metrics")
 	if err != nil {
 		return socketCounts{}
 	}
-	if cfg.token != "" {
-		req.Header.Set("Authorization", "Bearer "+cfg.token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return socketCounts{}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return socketCounts{}
-	}
+	defer body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	families, err := parser.TextToMetricFamilies(body)
 	if err != nil {
 		return socketCounts{}
 	}
