@@ -113,22 +113,22 @@ func (b *batchConn) writeBatch(msgs []ipv4.Message) (int, error) {
 	iov := 0
 	for i, m := range msgs {
 		ua, ok := m.Addr.(*net.UDPAddr)
-		ip := netip.IPv4Unspecified()
+		var ip netip.Addr
 		if ok {
 			ip, _ = netip.AddrFromSlice(ua.IP)
+			ip = ip.Unmap()
 		}
-		if !ok || !ip.Unmap().Is4() {
+		if !ip.Is4() {
 			if i == 0 {
 				return 0, fmt.Errorf("sending to %v from an IPv4 socket: %w", m.Addr, unix.EAFNOSUPPORT)
 			}
-			msgs = msgs[:i] // the next call refuses it on its own
-			r.hdrs = r.hdrs[:i]
+			r.hdrs = r.hdrs[:i] // the next call refuses it on its own
 			break
 		}
 		name := &r.names[i]
 		name.Family = unix.AF_INET
 		name.Port = uint16(ua.Port)<<8 | uint16(ua.Port)>>8
-		name.Addr = ip.Unmap().As4()
+		name.Addr = ip.As4()
 		h := &r.hdrs[i]
 		*h = mmsghdr{}
 		h.hdr.Name = (*byte)(unsafe.Pointer(name))
@@ -163,7 +163,6 @@ func (b *batchConn) writeBatch(msgs []ipv4.Message) (int, error) {
 			return true
 		}
 	})
-	clear(r.hdrs) // drop the pointers into this batch
 	if err != nil {
 		return sent, err
 	}
