@@ -287,7 +287,7 @@ func (vt *viewerTrack) send(pkt *rtp.Packet, now time.Time) int {
 		_ = pkt.Header.SetExtension(sess.twccID, sess.twccBuf[:])
 	}
 	err := vt.write(pkt)
-	size := pkt.Header.MarshalSize() + len(pkt.Payload) + int(pkt.Header.PaddingSize)
+	size := pkt.MarshalSize() // with its padding, in either form
 	pkt.Header.Extension, pkt.Header.Extensions = false, nil
 	if err != nil {
 		return 0
