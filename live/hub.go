@@ -1,13 +1,15 @@
 // Package live is the hub every output subscribes to: one Stream per live
 // name, its Tracks as negotiated with the publisher, and the fan-out of
 // each received RTP packet to every Subscription (viewers, players, the
-// recorder), each with its own bounded queue and goroutine. It also owns
+// recorder), each with a bounded queue and goroutine: its own, or a
+// lane's, shared by consumers whose writes never wait. It also owns
 // what every output needs to know about a codec: which outputs carry it,
 // keyframe detection, and the latest parameter sets.
 //
 // Files: hub.go the set of streams, stream.go a stream and its tracks,
 // layers.go the simulcast layers of a video track and their ranking,
-// subscription.go one consumer's queue, packet.go the pooled packet,
+// subscription.go one consumer's queue, lane.go a queue shared by many
+// consumers, shed.go a queue's latency budget, packet.go the pooled packet,
 // stats.go the API's snapshots, codecs.go the codec table, keyframe.go,
 // size.go, h264params.go and h265params.go what is read from payloads.
 package live

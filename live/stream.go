@@ -115,8 +115,16 @@ type Stream struct {
 	spec    PublishSpec
 	hub     *Hub
 
-	mu   sync.Mutex // guards changes to subs and ended
-	subs atomic.Pointer[[]*Subscription]
+	mu sync.Mutex // guards changes to subs, fan, lanes and ended
+	// subs are the consumers, fan the queues a packet goes to: the
+	// consumers with one of their own, and the lanes (lane.go), which
+	// carry the others.
+	subs  atomic.Pointer[[]*Subscription]
+	fan   atomic.Pointer[[]*Subscription]
+	lanes []*lane
+	// maxLanes bounds the lanes of one queue setting; 0: one per
+	// processor (tests set it).
+	maxLanes int
 	// ended is set under mu so Subscribe cannot race with Close.
 	ended bool
 	done  chan struct{}
@@ -137,6 +145,7 @@ func newStream(h *Hub, name string, spec PublishSpec) *Stream {
 	}
 	s := &Stream{Name: name, Started: time.Now(), spec: spec, hub: h, done: make(chan struct{}), clock: newClock(spec.Tracks, log)}
 	s.subs.Store(&[]*Subscription{})
+	s.fan.Store(&[]*Subscription{})
 	return s
 }
 
@@ -177,7 +186,7 @@ func (s *Stream) WriteRTP(t *Track, raw []byte, arrival time.Time) error {
 	// The subscriber list is read without a lock; Subscribe and Close
 	// replace it whole (copy on write), so fan-out never contends with
 	// viewers joining or leaving.
-	for _, sub := range *s.subs.Load() {
+	for _, sub := range *s.fan.Load() {
 		sub.push(p)
 	}
 	p.Release()
@@ -245,17 +254,22 @@ func (s *Stream) SubscribeWith(kind string, c Consumer, opts SubscribeOptions) (
 	if s.ended {
 		return nil, ErrStreamEnded
 	}
-	sub := newSubscription(s, kind, c, opts)
+	sub := newSubscription(s, kind, c, opts, nil)
 	subs := append(slices.Clone(*s.subs.Load()), sub)
 	s.subs.Store(&subs)
+	fan := append(slices.Clone(*s.fan.Load()), sub)
+	s.fan.Store(&fan)
 	return sub, nil
 }
 
 func (s *Stream) removeSubscription(sub *Subscription) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	subs := slices.DeleteFunc(slices.Clone(*s.subs.Load()), func(x *Subscription) bool { return x == sub })
+	this := func(x *Subscription) bool { return x == sub }
+	subs := slices.DeleteFunc(slices.Clone(*s.subs.Load()), this)
 	s.subs.Store(&subs)
+	fan := slices.DeleteFunc(slices.Clone(*s.fan.Load()), this)
+	s.fan.Store(&fan)
 }
 
 // Subscriptions returns a snapshot of the current subscriptions.
@@ -359,9 +373,10 @@ func (s *Stream) Close() {
 		s.hub.remove(s)
 		s.mu.Lock()
 		s.ended = true
-		subs := *s.subs.Load()
+		// Every queue: the consumers' own, and the lanes'.
+		fan := *s.fan.Load()
 		s.mu.Unlock()
-		for _, sub := range subs {
+		for _, sub := range fan {
 			sub.end()
 		}
 		close(s.done)

@@ -213,15 +213,20 @@ func TestH265ParameterSetsFromSeparatePacketsAndAP(t *testing.T) {
 }
 
 // BenchmarkFanOut measures the forwarding path: one packet in, copied to
-// N subscribers' queues, consumed. allocs/op must be 0.
+// N subscribers' queues, consumed; shared, the subscribers are on lanes
+// (lane.go). allocs/op must be 0.
 func BenchmarkFanOut(b *testing.B) {
 	for _, bc := range []struct {
 		n      int
 		budget time.Duration
-	}{{1, 0}, {10, 0}, {100, 0}, {100, time.Hour}} {
+		shared bool
+	}{{1, 0, false}, {10, 0, false}, {100, 0, false}, {100, time.Hour, false}, {100, time.Hour, true}} {
 		name := itoa(bc.n) + "-subscribers"
 		if bc.budget > 0 {
 			name += "-with-budget" // the check runs, nothing is shed
+		}
+		if bc.shared {
+			name += "-shared"
 		}
 		n := bc.n
 		b.Run(name, func(b *testing.B) {
@@ -229,7 +234,10 @@ func BenchmarkFanOut(b *testing.B) {
 			var wg sync.WaitGroup
 			for i := 0; i < n; i++ {
 				wg.Add(1)
-				_, _ = s.SubscribeWith("bench", &enderFunc{write: func(*Packet) {}, end: wg.Done}, SubscribeOptions{QueueSize: 4096, LatencyBudget: bc.budget})
+				sub, _ := s.SubscribeWith("bench", &enderFunc{write: func(*Packet) {}, end: wg.Done}, SubscribeOptions{QueueSize: 4096, LatencyBudget: bc.budget})
+				if bc.shared {
+					sub.Share()
+				}
 			}
 			raw := rtpBytes(b, 1, make([]byte, 1100))
 			track := s.Tracks()[0]

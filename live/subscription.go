@@ -56,6 +56,11 @@ type Subscription struct {
 
 	stream   *Stream
 	consumer Consumer
+	opts     SubscribeOptions // the queue's settings, without the ID
+
+	// runs is the lane this queue is the queue of (nil for a consumer's
+	// own): its goroutine hands the lane what has queued, in bursts.
+	runs *lane
 
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -65,6 +70,15 @@ type Subscription struct {
 	closed bool // Close was called: discard what is queued
 	eof    bool // the stream ended: deliver what is queued, then stop
 	shed   shedState
+	// share asks the goroutine to move the consumer onto a lane (Share),
+	// and takes the answer.
+	share chan bool
+
+	// lane is the lane the consumer moved onto, and laneDropped and
+	// laneShed the lane's counts when it did; set once, before the
+	// pointer.
+	lane                  atomic.Pointer[lane]
+	laneDropped, laneShed uint64
 
 	// layers selects the simulcast layers delivered (LayerMask); packets
 	// of other tracks always are.
@@ -76,7 +90,7 @@ type Subscription struct {
 	closeOnce sync.Once
 }
 
-func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions) *Subscription {
+func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions, runs *lane) *Subscription {
 	size := opts.QueueSize
 	if size <= 0 {
 		size = DefaultQueueSize
@@ -86,6 +100,8 @@ func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions) 
 		ID:       opts.ID,
 		stream:   s,
 		consumer: c,
+		opts:     SubscribeOptions{QueueSize: size, LatencyBudget: opts.LatencyBudget},
+		runs:     runs,
 		ring:     make([]*Packet, size),
 		done:     make(chan struct{}),
 		shed:     shedState{budget: opts.LatencyBudget},
@@ -104,7 +120,9 @@ func (sub *Subscription) push(p *Packet) {
 		return
 	}
 	sub.mu.Lock()
-	if sub.closed || sub.eof {
+	if sub.closed || sub.eof || sub.lane.Load() != nil {
+		// (a fan-out that read the stream's list before the consumer
+		// moved onto a lane: the lane has the packet)
 		sub.mu.Unlock()
 		return
 	}
@@ -132,12 +150,27 @@ func (sub *Subscription) push(p *Packet) {
 }
 
 func (sub *Subscription) run() {
-	defer close(sub.done)
 	burst := 0
+	var pass [laneBurst]*Packet // a lane's
 	for {
 		sub.mu.Lock()
-		for sub.count == 0 && !sub.closed && !sub.eof {
+		for sub.count == 0 && !sub.closed && !sub.eof && sub.share == nil {
 			sub.cond.Wait()
+		}
+		if ask := sub.share; ask != nil && !sub.closed && !sub.eof {
+			sub.share = nil
+			sub.drainLocked()
+			l := sub.stream.joinLane(sub)
+			if l != nil {
+				sub.laneDropped, sub.laneShed = l.sub.dropped.Load(), l.sub.shedCount.Load()
+				sub.lane.Store(l)
+			}
+			sub.mu.Unlock()
+			ask <- l != nil
+			if l != nil {
+				return // the lane delivers from now on, and closes done
+			}
+			continue
 		}
 		if sub.closed || (sub.eof && sub.count == 0) {
 			sub.drainLocked()
@@ -146,7 +179,12 @@ func (sub *Subscription) run() {
 			if e, ok := sub.consumer.(StreamEnder); ok && ended {
 				e.StreamEnded()
 			}
+			close(sub.done)
 			return
+		}
+		if sub.runs != nil {
+			sub.runLane(pass[:])
+			continue
 		}
 		p := sub.ring[sub.head]
 		sub.ring[sub.head] = nil
@@ -204,9 +242,44 @@ func (sub *Subscription) Close() {
 		sub.closed = true
 		sub.mu.Unlock()
 		sub.cond.Broadcast()
+		// A consumer on a lane is never called again once it is off it;
+		// if the stream's end took it first, the lane closes done.
+		if l := sub.lane.Load(); l != nil && l.remove(sub) {
+			close(sub.done)
+		}
 	})
 	<-sub.done
 }
+
+// Share moves the consumer from its own queue and goroutine onto one of
+// the stream's lanes (lane.go), where one goroutine delivers each packet
+// to many consumers. Only a consumer whose WritePacket never waits on its
+// peer may share: a member that waits holds up every other. Packets
+// queued for the consumer when it moves are dropped, so it must be called
+// before the consumer forwards anything (a WHEP viewer calls it as it
+// connects). It reports whether the consumer is on a lane: false when the
+// subscription has closed or the stream has ended. It must not be called
+// from the consumer's own WritePacket.
+func (sub *Subscription) Share() bool {
+	ask := make(chan bool, 1)
+	sub.mu.Lock()
+	if sub.closed || sub.eof || sub.share != nil || sub.lane.Load() != nil {
+		sub.mu.Unlock()
+		return sub.lane.Load() != nil
+	}
+	sub.share = ask
+	sub.mu.Unlock()
+	sub.cond.Broadcast()
+	select {
+	case ok := <-ask:
+		return ok
+	case <-sub.done:
+		return false
+	}
+}
+
+// Shared reports whether the consumer is on a lane (Share).
+func (sub *Subscription) Shared() bool { return sub.lane.Load() != nil }
 
 // Done is closed when the subscription has ended, by Close or because the
 // stream ended.
@@ -225,16 +298,32 @@ func (sub *Subscription) Layers() uint32 { return sub.layers.Load() }
 // Delivered counts packets handed to the consumer.
 func (sub *Subscription) Delivered() uint64 { return sub.delivered.Load() }
 
-// Dropped counts packets dropped because the consumer's queue was full.
-func (sub *Subscription) Dropped() uint64 { return sub.dropped.Load() }
+// Dropped counts packets dropped because the consumer's queue (or, on a
+// lane, the lane's) was full.
+func (sub *Subscription) Dropped() uint64 {
+	n := sub.dropped.Load()
+	if l := sub.lane.Load(); l != nil {
+		n += l.sub.dropped.Load() - sub.laneDropped
+	}
+	return n
+}
 
-// Shed counts packets shed because the consumer fell further behind than
-// its latency budget (shed.go).
-func (sub *Subscription) Shed() uint64 { return sub.shedCount.Load() }
+// Shed counts packets shed because the consumer (or, on a lane, the
+// lane) fell further behind than its latency budget (shed.go).
+func (sub *Subscription) Shed() uint64 {
+	n := sub.shedCount.Load()
+	if l := sub.lane.Load(); l != nil {
+		n += l.sub.shedCount.Load() - sub.laneShed
+	}
+	return n
+}
 
 // Queued returns how many packets wait for the consumer and how much
 // media they span, by arrival time.
 func (sub *Subscription) Queued() (packets int, span time.Duration) {
+	if l := sub.lane.Load(); l != nil {
+		return l.sub.Queued()
+	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	if sub.count == 0 {

@@ -92,7 +92,16 @@ func newSession(ctx context.Context, srv *Server, stream *live.Stream, offer []b
 		if st == webrtc.PeerConnectionStateConnected {
 			// The send path is chosen once: a second context on the
 			// same keys would reuse their keystream.
-			sess.directOnce.Do(func() { sess.sendDirect(srv) })
+			sess.directOnce.Do(func() {
+				sess.sendDirect(srv)
+				// A viewer sent to through the shared socket's batch
+				// never waits on its own network path: it moves onto one
+				// of the stream's lanes (live/lane.go), before it
+				// forwards its first packet.
+				if sess.direct.Load() != nil {
+					sess.sub.Share()
+				}
+			})
 			sess.connected.Store(true)
 			// Ask now, not at POST: the keyframe must arrive after the
 			// viewer can receive it. A simulcast viewer asks for its

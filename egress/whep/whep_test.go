@@ -222,6 +222,11 @@ func TestSRTPProfiles(t *testing.T) {
 			if sess.direct.Load() == nil {
 				t.Errorf("SRTP profile %v: the viewer's media went through pion", tc.profile)
 			}
+			// and, never waiting on its path, it is on one of the
+			// stream's lanes (live/lane.go)
+			if !sess.sub.Shared() {
+				t.Errorf("SRTP profile %v: the direct viewer kept a queue of its own", tc.profile)
+			}
 			continue
 		}
 		eventually(t, fmt.Sprintf("the handshake with only SRTP profile %v to fail", tc.profile), failed.Load)
@@ -261,6 +266,10 @@ func TestPionPathSendsPadding(t *testing.T) {
 	eventually(t, "video", func() bool { video, _, _ := v.counts(); return video > 10 })
 	if sess.direct.Load() != nil {
 		t.Fatal("the viewer's media went past pion")
+	}
+	// pion's path can wait on the viewer's: its queue stays its own
+	if sess.sub.Shared() {
+		t.Fatal("a viewer on pion's path moved onto a lane")
 	}
 	video := pub.Stream.Track(live.Video)
 	// In the stream's own numbering, a little ahead, as a publisher's

@@ -1,0 +1,176 @@
+package live
+
+import (
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// A lane carries a stream's packets to many consumers on one goroutine.
+// A subscription's own queue costs, per packet and per consumer, a lock
+// to queue, a wake-up of its goroutine, a lock to take the packet off and
+// two atomic operations on the packet's shared count. With WHEP viewers
+// on lanes, the gateway's CPU per viewer-packet at 500 viewers fell by
+// about a tenth, and at 1000 viewers on two cores the loss fell from
+// 14-24% to 0-4% (docs/BENCHMARKS.md, issue 17). A consumer whose WritePacket never waits on its peer (a
+// WHEP viewer that sends through the shared socket's batch) can move
+// onto a lane instead (Subscription.Share): the stream queues each packet
+// once per lane, and the lane's goroutine hands it to every member in
+// turn. A stream has at most one lane per processor for each queue
+// setting, and a new member joins the one with the fewest.
+//
+// What a member gives up is a queue of its own: its packets wait in the
+// lane's, and when the machine cannot keep up the lane sheds for all its
+// members alike (each member counts what it lost). A viewer on a slow
+// network path still costs the lane nothing: a send to it never waits.
+// A consumer whose write can wait (pion's path over TCP or a relay)
+// keeps its own queue, so it can only fall behind alone.
+
+// lane is one shared queue and the members it delivers to.
+type lane struct {
+	sub  *Subscription // the queue and its goroutine; not in Stream.subs
+	opts SubscribeOptions
+
+	// members is replaced whole under mu (copy on write), so a member
+	// joins without waiting for a pass; pass is held for one burst's
+	// pass over them, so a member that leaves (Subscription.Close) waits
+	// for the pass in progress and is never called after.
+	mu      sync.Mutex
+	members atomic.Pointer[[]*Subscription]
+	pass    sync.Mutex
+}
+
+func newLane(s *Stream, opts SubscribeOptions) *lane {
+	l := &lane{opts: opts}
+	l.members.Store(&[]*Subscription{})
+	l.sub = newSubscription(s, "lane", l, opts, l)
+	return l
+}
+
+// laneBurst is the most packets a lane takes off its queue for one pass.
+// A member is handed the whole burst before the next member, so a
+// frame's packets to one viewer are written one after the other and
+// leave as one segmented message (rtc/sendbatch.go): one packet per pass
+// interleaved the viewers and took datagrams per message from 2.2 to 1.5.
+const laneBurst = 64
+
+// runLane takes up to len(pass) queued packets off a lane's queue, whose
+// lock is held and which has at least one, and hands them to the lane.
+func (sub *Subscription) runLane(pass []*Packet) {
+	n := 0
+	for ; n < len(pass) && sub.count > 0; n++ {
+		pass[n] = sub.ring[sub.head]
+		sub.ring[sub.head] = nil
+		sub.head = (sub.head + 1) % len(sub.ring)
+		sub.count--
+	}
+	more := sub.count > 0
+	sub.mu.Unlock()
+	sub.runs.writeBurst(pass[:n])
+	for i := range n {
+		pass[i].Release()
+		pass[i] = nil
+	}
+	sub.delivered.Add(uint64(n))
+	if more {
+		runtime.Gosched() // a pass is hundreds of writes
+	}
+}
+
+// writeBurst hands ps, in order, to every member in turn (each gets those
+// of the tracks it takes), in the order they joined.
+func (l *lane) writeBurst(ps []*Packet) {
+	l.pass.Lock()
+	for _, m := range *l.members.Load() {
+		mask, n := m.layers.Load(), 0
+		for _, p := range ps {
+			if b := p.Track.bit; b != 0 && mask&b == 0 {
+				continue
+			}
+			m.consumer.WritePacket(p)
+			n++
+		}
+		m.delivered.Add(uint64(n))
+	}
+	l.pass.Unlock()
+}
+
+// WritePacket implements Consumer (the lane's queue calls writeBurst).
+func (l *lane) WritePacket(p *Packet) { l.writeBurst([]*Packet{p}) }
+
+// StreamEnded implements StreamEnder: after the lane's last packet every
+// member is told, as its own goroutine would have, and its subscription
+// is done.
+func (l *lane) StreamEnded() {
+	l.mu.Lock()
+	members := *l.members.Load()
+	l.members.Store(&[]*Subscription{})
+	l.mu.Unlock()
+	for _, m := range members {
+		if e, ok := m.consumer.(StreamEnder); ok {
+			e.StreamEnded()
+		}
+		close(m.done)
+	}
+}
+
+// add makes m a member, from the next pass on.
+func (l *lane) add(m *Subscription) {
+	l.mu.Lock()
+	ms := append(slices.Clone(*l.members.Load()), m)
+	l.members.Store(&ms)
+	l.mu.Unlock()
+}
+
+// remove takes m off the lane once any pass in progress is over, and
+// reports whether it was on it (false: the stream's end took it).
+func (l *lane) remove(m *Subscription) bool {
+	l.mu.Lock()
+	old := *l.members.Load()
+	ms := slices.DeleteFunc(slices.Clone(old), func(x *Subscription) bool { return x == m })
+	l.members.Store(&ms)
+	l.mu.Unlock()
+	l.pass.Lock() // a pass that read the old members is over
+	l.pass.Unlock()
+	return len(ms) < len(old)
+}
+
+func (l *lane) size() int { return len(*l.members.Load()) }
+
+// joinLane puts m on the lane of its queue settings with the fewest
+// members, making one while there are fewer than processors, and takes
+// m off the stream's fan-out. It returns nil, and changes nothing, once
+// the stream has ended. m's goroutine calls it with m's lock held.
+func (s *Stream) joinLane(m *Subscription) *lane {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil
+	}
+	var best *lane
+	same, bestSize := 0, 0
+	for _, l := range s.lanes {
+		if l.opts != m.opts {
+			continue
+		}
+		same++
+		if n := l.size(); best == nil || n < bestSize {
+			best, bestSize = l, n
+		}
+	}
+	fan := slices.Clone(*s.fan.Load())
+	most := s.maxLanes
+	if most == 0 {
+		most = runtime.GOMAXPROCS(0)
+	}
+	if best == nil || (bestSize > 0 && same < most) {
+		best = newLane(s, m.opts)
+		s.lanes = append(s.lanes, best)
+		fan = append(fan, best.sub)
+	}
+	best.add(m)
+	fan = slices.DeleteFunc(fan, func(x *Subscription) bool { return x == m })
+	s.fan.Store(&fan)
+	return best
+}
