@@ -252,3 +252,62 @@ func TestLaneHandsEachMemberTheBurst(t *testing.T) {
 		t.Fatalf("order of writes: %s, want %s", got, want)
 	}
 }
+
+// With many members a pass takes fewer packets, at least laneBurstMin:
+// the last member waits for one pass of at most about laneWrites writes.
+func TestLaneBurstShrinksWithMembers(t *testing.T) {
+	s := publishTest(t, NewHub(Reject), "cam", nil)
+	s.maxLanes = 1
+	const members = 2 * laneWrites / laneBurstMin // the bound is laneBurstMin
+	var mu sync.Mutex
+	var order []string
+	hold, entered := make(chan struct{}), make(chan struct{})
+	log := func(who string, p *Packet) {
+		if p.RTP.SequenceNumber > 0 {
+			mu.Lock()
+			order = append(order, who+itoa(int(p.RTP.SequenceNumber)))
+			mu.Unlock()
+		}
+	}
+	head, _ := s.Subscribe("whep", ConsumerFunc(func(p *Packet) {
+		if p.RTP.SequenceNumber == 0 {
+			close(entered)
+			<-hold
+		}
+		log("h", p)
+	}), 256)
+	next, _ := s.Subscribe("whep", ConsumerFunc(func(p *Packet) { log("n", p) }), 256)
+	subs := []*Subscription{head, next}
+	for range members - 2 {
+		sub, _ := s.Subscribe("whep", ConsumerFunc(func(*Packet) {}), 256)
+		subs = append(subs, sub)
+	}
+	for _, sub := range subs {
+		if !sub.Share() {
+			t.Fatal("a consumer did not move onto a lane")
+		}
+	}
+	track := s.Tracks()[0]
+	_ = s.WriteRTP(track, rtpBytes(t, 0, []byte{1}), time.Now())
+	<-entered // the first pass is held in head's first packet
+	const queued = 3 * laneBurstMin
+	for i := 1; i <= queued; i++ {
+		_ = s.WriteRTP(track, rtpBytes(t, uint16(i), []byte{1}), time.Now())
+	}
+	close(hold)
+	s.Close()
+	<-next.Done()
+	var want []string
+	for from := 1; from <= queued; from += laneBurstMin {
+		for _, who := range []string{"h", "n"} {
+			for i := from; i < from+laneBurstMin; i++ {
+				want = append(want, who+itoa(i))
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got, w := strings.Join(order, " "), strings.Join(want, " "); got != w {
+		t.Fatalf("order of writes:\n%s\nwant passes of %d packets:\n%s", got, laneBurstMin, w)
+	}
+}
