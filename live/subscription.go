@@ -151,7 +151,10 @@ func (sub *Subscription) push(p *Packet) {
 
 func (sub *Subscription) run() {
 	burst := 0
-	var pass [laneBurst]*Packet // a lane's
+	var pass []*Packet // a lane's burst
+	if sub.runs != nil {
+		pass = make([]*Packet, laneBurst)
+	}
 	for {
 		sub.mu.Lock()
 		for sub.count == 0 && !sub.closed && !sub.eof && sub.share == nil {
@@ -183,7 +186,7 @@ func (sub *Subscription) run() {
 			return
 		}
 		if sub.runs != nil {
-			sub.runLane(pass[:])
+			sub.runLane(pass)
 			continue
 		}
 		p := sub.ring[sub.head]
