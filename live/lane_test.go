@@ -150,6 +150,26 @@ func TestLaneShedsForEveryMember(t *testing.T) {
 	close(slowC.block)
 }
 
+// A member that has left counts nothing more: what the lane sheds after
+// is not its loss.
+func TestLaneMemberThatLeftCountsNoMore(t *testing.T) {
+	m := newMedia(t)
+	m.s.maxLanes = 1
+	opts := SubscribeOptions{LatencyBudget: testBudget}
+	slowC := blocked()
+	slow, _ := m.s.SubscribeWith("whep", slowC, opts)
+	left, _ := m.s.SubscribeWith("whep", &got{}, opts)
+	if !slow.Share() || !left.Share() {
+		t.Fatal("a consumer did not move onto a lane")
+	}
+	left.Close()
+	m.write(0, 2600, []int{0, 2508}, func() {}) // slow holds the lane's first pass
+	if slow.Shed() == 0 || left.Shed() != 0 || left.Dropped() != 0 {
+		t.Fatalf("the lane shed %d; the member that left counts %d shed, %d dropped", slow.Shed(), left.Shed(), left.Dropped())
+	}
+	close(slowC.block)
+}
+
 // Share refuses, and changes nothing, once the subscription has closed
 // or the stream has ended.
 func TestShareAfterCloseOrEnd(t *testing.T) {

@@ -74,9 +74,9 @@ type Subscription struct {
 	// and takes the answer.
 	share chan bool
 
-	// lane is the lane the consumer moved onto, and laneDropped and
-	// laneShed the lane's counts when it did; set once, before the
-	// pointer.
+	// lane is the lane the consumer is on, and laneDropped and laneShed
+	// the lane's counts when it joined (set before the pointer); nil
+	// again once it has left (Close).
 	lane                  atomic.Pointer[lane]
 	laneDropped, laneShed uint64
 
@@ -246,8 +246,15 @@ func (sub *Subscription) Close() {
 		sub.mu.Unlock()
 		sub.cond.Broadcast()
 		// A consumer on a lane is never called again once it is off it;
-		// if the stream's end took it first, the lane closes done.
+		// if the stream's end took it first, the lane closes done. What
+		// the lane drops or sheds after is not the consumer's loss: its
+		// counts keep what they were as it left.
 		if l := sub.lane.Load(); l != nil && l.remove(sub) {
+			sub.mu.Lock()
+			sub.dropped.Add(l.sub.dropped.Load() - sub.laneDropped)
+			sub.shedCount.Add(l.sub.shedCount.Load() - sub.laneShed)
+			sub.lane.Store(nil)
+			sub.mu.Unlock()
 			close(sub.done)
 		}
 	})
