@@ -2,9 +2,7 @@ package live
 
 import (
 	"runtime"
-	"slices"
 	"sync"
-	"sync/atomic"
 )
 
 // A lane carries a stream's packets to many consumers on one goroutine.
@@ -13,9 +11,9 @@ import (
 // two atomic operations on the packet's shared count. With WHEP viewers
 // on lanes, the gateway's CPU per viewer-packet at 500 viewers fell by
 // about a tenth, and at 1000 viewers on two cores the loss fell from
-// 14-24% to 0-4% (docs/BENCHMARKS.md, issue 17). A consumer whose WritePacket never waits on its peer (a
-// WHEP viewer that sends through the shared socket's batch) can move
-// onto a lane instead (Subscription.Share): the stream queues each packet
+// 14-24% to 0-4% (docs/BENCHMARKS.md, issue 17). A consumer whose
+// WritePacket never waits on its peer (a WHEP viewer that sends through
+// the shared socket's batch) can move onto a lane instead (Subscription.Share): the stream queues each packet
 // once per lane, and the lane's goroutine hands it to every member in
 // turn. A stream has at most one lane per processor for each queue
 // setting, and a new member joins the one with the fewest.
@@ -37,13 +35,12 @@ type lane struct {
 	// pass over them, so a member that leaves (Subscription.Close) waits
 	// for the pass in progress and is never called after.
 	mu      sync.Mutex
-	members atomic.Pointer[[]*Subscription]
+	members subList
 	pass    sync.Mutex
 }
 
 func newLane(s *Stream, opts SubscribeOptions) *lane {
 	l := &lane{opts: opts}
-	l.members.Store(&[]*Subscription{})
 	l.sub = newSubscription(s, "lane", l, opts, l)
 	return l
 }
@@ -97,7 +94,7 @@ func (sub *Subscription) runLane(pass []*Packet) {
 // of the tracks it takes), in the order they joined.
 func (l *lane) writeBurst(ps []*Packet) {
 	l.pass.Lock()
-	for _, m := range *l.members.Load() {
+	for _, m := range l.members.load() {
 		mask, n := m.layers.Load(), 0
 		for _, p := range ps {
 			if b := p.Track.bit; b != 0 && mask&b == 0 {
@@ -119,8 +116,8 @@ func (l *lane) WritePacket(p *Packet) { l.writeBurst([]*Packet{p}) }
 // is done.
 func (l *lane) StreamEnded() {
 	l.mu.Lock()
-	members := *l.members.Load()
-	l.members.Store(&[]*Subscription{})
+	members := l.members.load()
+	l.members.store(nil)
 	l.mu.Unlock()
 	for _, m := range members {
 		if e, ok := m.consumer.(StreamEnder); ok {
@@ -133,8 +130,7 @@ func (l *lane) StreamEnded() {
 // add makes m a member, from the next pass on.
 func (l *lane) add(m *Subscription) {
 	l.mu.Lock()
-	ms := append(slices.Clone(*l.members.Load()), m)
-	l.members.Store(&ms)
+	l.members.add(m)
 	l.mu.Unlock()
 }
 
@@ -142,16 +138,14 @@ func (l *lane) add(m *Subscription) {
 // reports whether it was on it (false: the stream's end took it).
 func (l *lane) remove(m *Subscription) bool {
 	l.mu.Lock()
-	old := *l.members.Load()
-	ms := slices.DeleteFunc(slices.Clone(old), func(x *Subscription) bool { return x == m })
-	l.members.Store(&ms)
+	was := l.members.remove(m)
 	l.mu.Unlock()
 	l.pass.Lock() // a pass that read the old members is over
 	l.pass.Unlock()
-	return len(ms) < len(old)
+	return was
 }
 
-func (l *lane) size() int { return len(*l.members.Load()) }
+func (l *lane) size() int { return len(l.members.load()) }
 
 // joinLane puts m on the lane of its queue settings with the fewest
 // members, making one while there are fewer than processors, and takes
@@ -174,7 +168,6 @@ func (s *Stream) joinLane(m *Subscription) *lane {
 			best, bestSize = l, n
 		}
 	}
-	fan := slices.Clone(*s.fan.Load())
 	most := s.maxLanes
 	if most == 0 {
 		most = runtime.GOMAXPROCS(0)
@@ -182,10 +175,9 @@ func (s *Stream) joinLane(m *Subscription) *lane {
 	if best == nil || (bestSize > 0 && same < most) {
 		best = newLane(s, m.opts)
 		s.lanes = append(s.lanes, best)
-		fan = append(fan, best.sub)
+		s.fan.add(best.sub)
 	}
 	best.add(m)
-	fan = slices.DeleteFunc(fan, func(x *Subscription) bool { return x == m })
-	s.fan.Store(&fan)
+	s.fan.remove(m)
 	return best
 }

@@ -39,7 +39,7 @@ func TestLaneDeliversInOrderAndEnds(t *testing.T) {
 	if lanes, want := len(s.lanes), min(consumers, runtime.GOMAXPROCS(0)); lanes != want {
 		t.Fatalf("%d lanes for %d consumers, want %d", lanes, consumers, want)
 	}
-	if fan := len(*s.fan.Load()); fan != len(s.lanes) {
+	if fan := len(s.fan.load()); fan != len(s.lanes) {
 		t.Fatalf("the fan-out has %d queues, want only the %d lanes", fan, len(s.lanes))
 	}
 	if info := s.Info(); info.Viewers["whep"] != consumers {

@@ -119,8 +119,8 @@ type Stream struct {
 	// subs are the consumers, fan the queues a packet goes to: the
 	// consumers with one of their own, and the lanes (lane.go), which
 	// carry the others.
-	subs  atomic.Pointer[[]*Subscription]
-	fan   atomic.Pointer[[]*Subscription]
+	subs  subList
+	fan   subList
 	lanes []*lane
 	// maxLanes bounds the lanes of one queue setting; 0: one per
 	// processor (tests set it).
@@ -144,8 +144,6 @@ func newStream(h *Hub, name string, spec PublishSpec) *Stream {
 		log = slog.Default().With("stream", name)
 	}
 	s := &Stream{Name: name, Started: time.Now(), spec: spec, hub: h, done: make(chan struct{}), clock: newClock(spec.Tracks, log)}
-	s.subs.Store(&[]*Subscription{})
-	s.fan.Store(&[]*Subscription{})
 	return s
 }
 
@@ -183,10 +181,10 @@ func (s *Stream) WriteRTP(t *Track, raw []byte, arrival time.Time) error {
 	p.key = t.Kind == Video && IsKeyframeStart(t.Codec, p.RTP.Payload)
 	t.count(p)
 	s.clock.observe(t, p.RTP.Timestamp, arrival)
-	// The subscriber list is read without a lock; Subscribe and Close
-	// replace it whole (copy on write), so fan-out never contends with
+	// The list of queues is read without a lock; Subscribe, Close and
+	// Share replace it whole (subList), so fan-out never contends with
 	// viewers joining or leaving.
-	for _, sub := range *s.fan.Load() {
+	for _, sub := range s.fan.load() {
 		sub.push(p)
 	}
 	p.Release()
@@ -255,25 +253,47 @@ func (s *Stream) SubscribeWith(kind string, c Consumer, opts SubscribeOptions) (
 		return nil, ErrStreamEnded
 	}
 	sub := newSubscription(s, kind, c, opts, nil)
-	subs := append(slices.Clone(*s.subs.Load()), sub)
-	s.subs.Store(&subs)
-	fan := append(slices.Clone(*s.fan.Load()), sub)
-	s.fan.Store(&fan)
+	s.subs.add(sub)
+	s.fan.add(sub)
 	return sub, nil
 }
 
 func (s *Stream) removeSubscription(sub *Subscription) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	this := func(x *Subscription) bool { return x == sub }
-	subs := slices.DeleteFunc(slices.Clone(*s.subs.Load()), this)
-	s.subs.Store(&subs)
-	fan := slices.DeleteFunc(slices.Clone(*s.fan.Load()), this)
-	s.fan.Store(&fan)
+	s.subs.remove(sub)
+	s.fan.remove(sub)
+}
+
+// subList is a list of subscriptions read without a lock and replaced
+// whole on every change (copy on write); its writers hold their own lock.
+type subList struct {
+	p atomic.Pointer[[]*Subscription]
+}
+
+func (l *subList) load() []*Subscription {
+	if p := l.p.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (l *subList) store(subs []*Subscription) { l.p.Store(&subs) }
+
+func (l *subList) add(sub *Subscription) {
+	l.store(append(slices.Clone(l.load()), sub))
+}
+
+// remove takes sub off the list and reports whether it was on it.
+func (l *subList) remove(sub *Subscription) bool {
+	old := l.load()
+	subs := slices.DeleteFunc(slices.Clone(old), func(x *Subscription) bool { return x == sub })
+	l.store(subs)
+	return len(subs) < len(old)
 }
 
 // Subscriptions returns a snapshot of the current subscriptions.
-func (s *Stream) Subscriptions() []*Subscription { return *s.subs.Load() }
+func (s *Stream) Subscriptions() []*Subscription { return s.subs.load() }
 
 // RequestKeyframe asks the publisher for a keyframe, on every layer of a
 // simulcast track. Requests closer than keyframeInterval are merged: the
@@ -374,7 +394,7 @@ func (s *Stream) Close() {
 		s.mu.Lock()
 		s.ended = true
 		// Every queue: the consumers' own, and the lanes'.
-		fan := *s.fan.Load()
+		fan := s.fan.load()
 		s.mu.Unlock()
 		for _, sub := range fan {
 			sub.end()
