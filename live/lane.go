@@ -41,7 +41,8 @@ type lane struct {
 
 func newLane(s *Stream, opts SubscribeOptions) *lane {
 	l := &lane{opts: opts}
-	l.sub = newSubscription(s, "lane", l, opts, l)
+	l.sub = newSubscription(s, "lane", nil, opts, l)
+	l.sub.layers.Store(0) // no member yet
 	return l
 }
 
@@ -108,13 +109,9 @@ func (l *lane) writeBurst(ps []*Packet) {
 	l.pass.Unlock()
 }
 
-// WritePacket implements Consumer (the lane's queue calls writeBurst).
-func (l *lane) WritePacket(p *Packet) { l.writeBurst([]*Packet{p}) }
-
-// StreamEnded implements StreamEnder: after the lane's last packet every
-// member is told, as its own goroutine would have, and its subscription
-// is done.
-func (l *lane) StreamEnded() {
+// streamEnded runs after the lane's last packet: every member is told,
+// as its own goroutine would have, and its subscription is done.
+func (l *lane) streamEnded() {
 	l.mu.Lock()
 	members := l.members.load()
 	l.members.store(nil)
@@ -131,6 +128,7 @@ func (l *lane) StreamEnded() {
 func (l *lane) add(m *Subscription) {
 	l.mu.Lock()
 	l.members.add(m)
+	l.selectLayersLocked()
 	l.mu.Unlock()
 }
 
@@ -139,6 +137,7 @@ func (l *lane) add(m *Subscription) {
 func (l *lane) remove(m *Subscription) bool {
 	l.mu.Lock()
 	was := l.members.remove(m)
+	l.selectLayersLocked()
 	l.mu.Unlock()
 	l.pass.Lock() // a pass that read the old members is over
 	l.pass.Unlock()
@@ -146,6 +145,24 @@ func (l *lane) remove(m *Subscription) bool {
 }
 
 func (l *lane) size() int { return len(l.members.load()) }
+
+// selectLayers makes the lane's queue take the simulcast layers that any
+// member takes (SetLayers) and no other: the lane neither queues a layer
+// nobody forwards nor, when it sheds, waits for and asks a keyframe of
+// one (shed.go), while a member's own layer stays cut.
+func (l *lane) selectLayers() {
+	l.mu.Lock()
+	l.selectLayersLocked()
+	l.mu.Unlock()
+}
+
+func (l *lane) selectLayersLocked() {
+	var mask uint32
+	for _, m := range l.members.load() {
+		mask |= m.layers.Load()
+	}
+	l.sub.layers.Store(mask)
+}
 
 // joinLane puts m on the lane of its queue settings with the fewest
 // members, making one while there are fewer than processors, and takes

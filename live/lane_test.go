@@ -331,3 +331,90 @@ func TestLaneBurstShrinksWithMembers(t *testing.T) {
 		t.Fatalf("order of writes:\n%s\nwant passes of %d packets:\n%s", got, laneBurstMin, w)
 	}
 }
+
+// writeLayers writes a VP8 frame of each layer every 33 ms over [0, until)
+// ms, each a keyframe at 0 and an inter frame after; first runs after the
+// frames at 0.
+func writeLayers(t *testing.T, s *Stream, layers []*Track, until int, first func()) (written map[*Track]int) {
+	t.Helper()
+	start := time.Now()
+	seq := map[*Track]uint16{}
+	written = map[*Track]int{}
+	for ms := 0; ms < until; ms += 33 {
+		for _, l := range layers {
+			payload := []byte{0x10, 0x01, 0xaa}
+			if ms == 0 {
+				payload = vp8Keyframe(320, 180)
+			}
+			seq[l]++
+			if err := s.WriteRTP(l, layerPacket(t, uint32(l.LayerBit()), seq[l], true, payload), start.Add(time.Duration(ms)*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			written[l]++
+		}
+		if ms == 0 && first != nil {
+			first()
+		}
+	}
+	return written
+}
+
+// A lane queues the simulcast layers its members take and no other, and
+// follows them as members switch layers, join and leave.
+func TestLaneTakesItsMembersLayers(t *testing.T) {
+	s, video, _ := publishLayers(t, "q", "h", "f")
+	s.maxLanes = 1
+	q, h, f := video.LayerByRID("q"), video.LayerByRID("h"), video.LayerByRID("f")
+	ac, bc := &got{}, &got{}
+	a, _ := s.SubscribeWith("whep", ac, SubscribeOptions{})
+	b, _ := s.SubscribeWith("whep", bc, SubscribeOptions{})
+	a.SetLayers(q.LayerBit())
+	if !a.Share() {
+		t.Fatal("a did not move onto a lane")
+	}
+	b.SetLayers(h.LayerBit()) // before it moves
+	if !b.Share() {
+		t.Fatal("b did not move onto a lane")
+	}
+	l := a.lane.Load()
+	if got := l.sub.Layers(); got != LayerMask(q, h) {
+		t.Fatalf("the lane takes layers %b; want q and h (%b)", got, LayerMask(q, h))
+	}
+	written := writeLayers(t, s, []*Track{q, h, f}, 330, nil)
+	ac.waitFor(written[q])
+	bc.waitFor(written[h])
+	for l.sub.Delivered() < uint64(written[q]+written[h]) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := l.sub.Delivered(); n != uint64(written[q]+written[h]) {
+		t.Fatalf("the lane took %d packets; want %d, q's and h's (f's are nobody's)", n, written[q]+written[h])
+	}
+	b.SetLayers(f.LayerBit())
+	if got := l.sub.Layers(); got != LayerMask(q, f) {
+		t.Fatalf("after b switched to f the lane takes %b; want %b", got, LayerMask(q, f))
+	}
+	b.Close()
+	if got := l.sub.Layers(); got != q.LayerBit() {
+		t.Fatalf("after b left the lane takes %b; want q's alone (%b)", got, q.LayerBit())
+	}
+}
+
+// A lane that sheds waits for, and asks, a keyframe of the layers its
+// members take, not of every layer the publisher sends: a member's layer
+// is not left cut while the lane waits on one nobody forwards.
+func TestLaneShedsOnlyItsMembersLayers(t *testing.T) {
+	s, video, asked := publishLayers(t, "q", "h", "f")
+	s.maxLanes = 1
+	q, h, f := video.LayerByRID("q"), video.LayerByRID("h"), video.LayerByRID("f")
+	c := blocked()
+	sub, _ := s.SubscribeWith("whep", c, SubscribeOptions{LatencyBudget: testBudget})
+	sub.SetLayers(h.LayerBit())
+	if !sub.Share() {
+		t.Fatal("the consumer did not move onto a lane")
+	}
+	writeLayers(t, s, []*Track{q, h, f}, 2400, func() { <-c.entered })
+	close(c.block)
+	if sub.Shed() == 0 || len(*asked) != 1 || (*asked)[0] != h {
+		t.Fatalf("shed %d, asked for %v; want h's keyframe alone", sub.Shed(), *asked)
+	}
+}

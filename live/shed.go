@@ -12,8 +12,9 @@ import "time"
 // half the budget ago is shed, for this consumer alone. Audio packets are
 // independent and simply go. A video track that lost packets this way is
 // useless to a decoder until its next keyframe, so its packets are shed
-// too until a keyframe start (queued or new), and one keyframe is asked
-// for (at most one per shedKeyframeInterval per consumer and per track).
+// too until a keyframe start (queued or new), and a keyframe of each track
+// it waits on is asked for (at most once per shedKeyframeInterval per
+// consumer, and per track for all consumers together).
 // A subscription without a budget (the recorder) never sheds.
 
 // shedKeyframeInterval bounds the keyframe requests of shedding: per
@@ -26,8 +27,8 @@ const shedKeyframeInterval = time.Second
 type shedState struct {
 	budget time.Duration
 	// waiting holds the gate bits (gateBit) of the video tracks whose
-	// packets are shed until their next keyframe start; track is the
-	// last of them, whose keyframe is asked for.
+	// packets are shed until their next keyframe start; track is one of
+	// them, which names the others (its siblings, for a layer).
 	waiting uint32
 	track   *Track
 	asked   bool // a keyframe was asked for since waiting became non-zero
@@ -47,11 +48,18 @@ func gateBit(t *Track) uint32 {
 	return plainVideoBit
 }
 
+// shedAsk is the keyframes a shedding consumer asks for: of every track
+// whose gate bit is in bits, t being one of them (none if bits is 0).
+type shedAsk struct {
+	t    *Track
+	bits uint32
+}
+
 // shedLocked runs before p is queued: it sheds the oldest media if the
 // queue is over its budget or full, and reports whether p is queued (not
-// if p is video of a track waiting for a keyframe) and the track whose
-// keyframe to ask for outside the lock (nil: none).
-func (sub *Subscription) shedLocked(p *Packet) (keep bool, ask *Track) {
+// if p is video of a track waiting for a keyframe) and the keyframes to
+// ask for outside the lock.
+func (sub *Subscription) shedLocked(p *Packet) (keep bool, ask shedAsk) {
 	st := &sub.shed
 	if sub.count > 0 {
 		full := sub.count == len(sub.ring)
@@ -60,8 +68,9 @@ func (sub *Subscription) shedLocked(p *Packet) (keep bool, ask *Track) {
 		}
 	}
 	if st.waiting != 0 {
-		// A layer the consumer no longer selects sends it nothing to
-		// wait for; its bit would keep the wait, and its request, open.
+		// A layer the consumer no longer selects (on a lane: no member
+		// selects) sends it nothing to wait for; its bit would keep the
+		// wait, and its request, open.
 		st.waiting &= sub.layers.Load() | plainVideoBit
 	}
 	keep = true
@@ -77,7 +86,7 @@ func (sub *Subscription) shedLocked(p *Packet) (keep bool, ask *Track) {
 	}
 	if st.waiting != 0 && !st.asked && p.Arrival.Sub(st.lastAsk) >= shedKeyframeInterval {
 		st.asked, st.lastAsk = true, p.Arrival
-		ask = st.track
+		ask = shedAsk{st.track, st.waiting}
 	}
 	return keep, ask
 }
@@ -125,11 +134,22 @@ func (sub *Subscription) shedQueueLocked(now time.Time, full bool) {
 	}
 }
 
-// askKeyframe asks the publisher for a keyframe of t for a consumer that
-// shed its video; nil asks nothing.
-func (sub *Subscription) askKeyframe(t *Track) {
-	if t != nil {
-		sub.stream.requestShedKeyframe(t)
+// askKeyframe asks the publisher, for a consumer that shed video, for a
+// keyframe of each track it waits on: of every layer it cut, not only the
+// last, for a consumer that takes several (a viewer between two layers,
+// a lane whose members take different ones).
+func (sub *Subscription) askKeyframe(a shedAsk) {
+	if a.bits == 0 {
+		return
+	}
+	if a.t.parent == nil {
+		sub.stream.requestShedKeyframe(a.t)
+		return
+	}
+	for _, l := range a.t.parent.Layers() {
+		if a.bits&l.bit != 0 {
+			sub.stream.requestShedKeyframe(l)
+		}
 	}
 }
 

@@ -281,3 +281,18 @@ func TestShedAfterLayerSwitchAsksForNewLayer(t *testing.T) {
 		t.Fatalf("shed %d, asked for %v; want q's keyframe, then h's", sub.Shed(), *asked)
 	}
 }
+
+// A consumer that takes two layers (a viewer between them) and sheds
+// both asks for a keyframe of each, not only of the last it cut.
+func TestShedAsksEveryLayerItCut(t *testing.T) {
+	s, video, asked := publishLayers(t, "q", "h", "f")
+	q, h, f := video.LayerByRID("q"), video.LayerByRID("h"), video.LayerByRID("f")
+	c := blocked()
+	sub, _ := s.SubscribeWith("whep", c, SubscribeOptions{LatencyBudget: testBudget})
+	sub.SetLayers(LayerMask(q, h))
+	writeLayers(t, s, []*Track{q, h, f}, 2400, func() { <-c.entered })
+	close(c.block)
+	if sub.Shed() == 0 || len(*asked) != 2 || (*asked)[0] != q || (*asked)[1] != h {
+		t.Fatalf("shed %d, asked for %v; want q's and h's keyframes", sub.Shed(), *asked)
+	}
+}

@@ -126,7 +126,7 @@ func (sub *Subscription) push(p *Packet) {
 		sub.mu.Unlock()
 		return
 	}
-	var ask *Track
+	var ask shedAsk
 	if sub.shed.budget > 0 {
 		var keep bool
 		if keep, ask = sub.shedLocked(p); !keep {
@@ -167,6 +167,7 @@ func (sub *Subscription) run() {
 			if l != nil {
 				sub.laneDropped, sub.laneShed = l.sub.dropped.Load(), l.sub.shedCount.Load()
 				sub.lane.Store(l)
+				l.selectLayers() // a SetLayers before the Store
 			}
 			sub.mu.Unlock()
 			ask <- l != nil
@@ -179,7 +180,11 @@ func (sub *Subscription) run() {
 			sub.drainLocked()
 			ended := !sub.closed
 			sub.mu.Unlock()
-			if e, ok := sub.consumer.(StreamEnder); ok && ended {
+			if sub.runs != nil {
+				if ended {
+					sub.runs.streamEnded()
+				}
+			} else if e, ok := sub.consumer.(StreamEnder); ok && ended {
 				e.StreamEnded()
 			}
 			close(sub.done)
@@ -300,7 +305,12 @@ func (sub *Subscription) Done() <-chan struct{} { return sub.done }
 // queued are still delivered, so a consumer that narrows its selection
 // filters on its side too. Packets of tracks without layers are always
 // delivered.
-func (sub *Subscription) SetLayers(mask uint32) { sub.layers.Store(mask) }
+func (sub *Subscription) SetLayers(mask uint32) {
+	sub.layers.Store(mask)
+	if l := sub.lane.Load(); l != nil {
+		l.selectLayers()
+	}
+}
 
 // Layers is the current layer selection.
 func (sub *Subscription) Layers() uint32 { return sub.layers.Load() }

@@ -97,10 +97,10 @@ func newSession(ctx context.Context, srv *Server, stream *live.Stream, offer []b
 				// A viewer sent to through the shared socket's batch
 				// never waits on its own network path: it moves onto one
 				// of the stream's lanes (live/lane.go), before it
-				// forwards its first packet. A simulcast viewer keeps
-				// its own queue: its queue takes only its layers, and
-				// sheds and asks keyframes for those alone.
-				if sess.direct.Load() != nil && !sess.simulcast() {
+				// forwards its first packet. A simulcast viewer too: the
+				// lane takes the layers its members take, and sheds and
+				// asks keyframes for those alone.
+				if sess.direct.Load() != nil {
 					sess.sub.Share()
 				}
 			})
