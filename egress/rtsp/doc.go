@@ -10,7 +10,8 @@
 // Files: server.go holds the lifecycle and the set of live streams,
 // handler.go the RTSP requests and their status codes, auth.go the
 // credentials, stream.go one live stream bound to its ServerStream,
-// padding.go the filter for browsers' padding-only packets, setupgate.go
+// padding.go the filter for browsers' padding-only packets, follow.go a
+// simulcast stream's plain path moving to the top layer, setupgate.go
 // the guard around a gortsplib race between concurrent SETUPs, batchconn.go
 // the TCP readers' connections, which send a frame's packets in one write.
 package rtsp

@@ -58,7 +58,7 @@ func (ls *liveStream) report(out *output, now time.Time) *rtcp.SenderReport {
 	last, packets, octets := out.last, out.packets, out.octets
 	ls.lastMu.Unlock()
 	if !last.ok {
-		last.rtp, last.ntp, last.at, last.ok = clock.Latest(out.track)
+		last.rtp, last.ntp, last.at, last.ok = clock.Latest(ls.carried(out))
 		if !last.ok {
 			return nil
 		}

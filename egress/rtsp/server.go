@@ -299,7 +299,7 @@ func (s *Server) stream(name, layer string, waitParams bool) (*liveStream, error
 	}
 	// Either the first reader, or the name was published anew and the old
 	// binding is on its way out (its StreamEnded runs soon).
-	ls, err := newLiveStream(s.rtsp, src, chooseLayer(src, layer), s.log, s.streamEnded)
+	ls, err := newLiveStream(s.rtsp, src, chooseLayer(src, layer), layer == "", s.log, s.streamEnded)
 	if err != nil {
 		if errors.Is(err, live.ErrStreamEnded) {
 			return nil, errNotFound
@@ -309,9 +309,9 @@ func (s *Server) stream(name, layer string, waitParams bool) (*liveStream, error
 	ls.key = key
 	s.streams[key] = ls
 	s.armIdle(ls)
-	if ls.layer != nil {
-		w, h := ls.layer.Size()
-		ls.log.Info("RTSP restream started", "layer", ls.layer.RID, "width", w, "height", h)
+	if l := ls.layer.Load(); l != nil {
+		w, h := l.Size()
+		ls.log.Info("RTSP restream started", "layer", l.RID, "width", w, "height", h, "follows_top", ls.follow != nil)
 	} else {
 		ls.log.Info("RTSP restream started")
 	}

@@ -1,7 +1,20 @@
 package rtsp
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/pion/rtp"
 
 	"github.com/reel-gateway/reel/internal/hubtest"
 	"github.com/reel-gateway/reel/live"
@@ -47,4 +60,128 @@ func TestSimulcastLayers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A browser may hold its top layer back for seconds while its bandwidth
+// estimate ramps up. The plain path of a reader that came before then is
+// bound to the best layer so far (mid, here), and moves to the top layer
+// once it sends, as one continuous stream: ffmpeg decodes across the
+// switch without an error and sees the picture grow to 640x360, and a
+// reader's video sequence numbers run on without a gap or a repeat while
+// its timestamps keep going forward by less than a few frames a step. A
+// ?layer= path stays where it was put.
+func TestPlainPathFollowsTopLayer(t *testing.T) {
+	needTool(t, "ffmpeg")
+	for _, c := range []struct {
+		codec live.Codec
+		name  string
+	}{{live.H264, "h264"}, {live.VP8, "vp8"}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			hub := live.NewHub(live.Reject)
+			pub, _ := publish(t, hub, "late", hubtest.Source{Video: c.codec, Audio: true, Loop: true, Simulcast: true,
+				KeyframeOnRequest: true, LateLayer: "f", LateBy: 6 * time.Second})
+			s := startServer(t, hub, true)
+
+			var wg sync.WaitGroup
+			var sizes []string
+			var ffErr error
+			var ffErrors []string
+			wg.Go(func() { sizes, ffErrors, ffErr = showSizes(streamURL(s, "late"), 12) })
+
+			c, desc, err := setUp(t, streamURL(s, "late"), gortsplib.TransportTCP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var mu sync.Mutex
+			var pkts []rtp.Header
+			var video *description.Media
+			for _, m := range desc.Medias {
+				if m.Type == description.MediaTypeVideo {
+					video = m
+				}
+			}
+			c.OnPacketRTP(video, video.Formats[0], func(pkt *rtp.Packet) {
+				mu.Lock()
+				pkts = append(pkts, pkt.Header)
+				mu.Unlock()
+			})
+			if _, err := c.Play(nil); err != nil {
+				t.Fatal(err)
+			}
+			pinned, err := play(t, streamURL(s, "late?layer=h"), gortsplib.TransportTCP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if ffErr != nil || len(ffErrors) > 0 {
+				t.Fatalf("ffmpeg: %v %q", ffErr, ffErrors)
+			}
+			if len(sizes) < 300 || sizes[0] != "320x180" || sizes[len(sizes)-1] != "640x360" {
+				t.Fatalf("ffmpeg decoded %d frames, from %v to %v; want 320x180, then 640x360", len(sizes), first(sizes), last(sizes))
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i := 1; i < len(pkts); i++ {
+				a, b := pkts[i-1], pkts[i]
+				if b.SequenceNumber != a.SequenceNumber+1 {
+					t.Fatalf("packet %d of %d: sequence number %d after %d", i, len(pkts), b.SequenceNumber, a.SequenceNumber)
+				}
+				if d := int32(b.Timestamp - a.Timestamp); d < 0 || d > 90000/5 {
+					t.Fatalf("packet %d of %d: timestamp %d after %d (%d ticks)", i, len(pkts), b.Timestamp, a.Timestamp, d)
+				}
+			}
+			if n := pub.LayerKeyframeRequests[2].Load(); n == 0 {
+				t.Error("the top layer's keyframe was never asked for")
+			}
+			if ls := s.streams[streamKey("late", "h")]; ls == nil || ls.layer.Load().RID != "h" {
+				t.Error("the ?layer=h path moved off its layer")
+			}
+			if pinned.packets.Load() == 0 {
+				t.Error("the ?layer=h reader got nothing")
+			}
+		})
+	}
+}
+
+// showSizes has ffmpeg decode seconds of url's video over TCP and returns
+// the picture size of every frame (showinfo) and the lines logged at
+// level error or worse.
+func showSizes(url string, seconds int) (sizes, errs []string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds+30)*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-nostdin", "-loglevel", "level+info", "-rtsp_transport", "tcp", "-i", url,
+		"-map", "0:v", "-t", strconv.Itoa(seconds), "-vf", "showinfo", "-f", "null", "-")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, nil, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	size := regexp.MustCompile(` s:(\d+x\d+) `)
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(line, "[error]") || strings.Contains(line, "[fatal]") {
+			errs = append(errs, line)
+		}
+		if strings.Contains(line, "Parsed_showinfo") {
+			if m := size.FindStringSubmatch(line); m != nil {
+				sizes = append(sizes, m[1])
+			}
+		}
+	}
+	return sizes, errs, nil
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func last(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[len(s)-1]
 }

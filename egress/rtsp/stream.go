@@ -28,11 +28,14 @@ type liveStream struct {
 	key  string // in Server.streams: name, and layer if asked for
 	src  *live.Stream
 	// layer is the simulcast layer carried, nil for a stream without.
-	layer *live.Track
-	rtsp  *gortsplib.ServerStream
-	outs  []output
-	sub   *live.Subscription
-	log   *slog.Logger
+	// follow, on a simulcast stream's plain path, moves it to the top
+	// layer as the ranking changes (follow.go).
+	layer  atomic.Pointer[live.Track]
+	follow *layerFollow
+	rtsp   *gortsplib.ServerStream
+	outs   []output
+	sub    *live.Subscription
+	log    *slog.Logger
 
 	// pkt is the outgoing packet, reused for every packet; only the
 	// subscription's goroutine touches it.
@@ -60,7 +63,8 @@ type readerState struct {
 // payload type the SDP declares for it.
 type output struct {
 	// track is the packets' track: the simulcast layer carried, for a
-	// simulcast stream's video.
+	// simulcast stream's video, or the simulcast track itself on a path
+	// that follows the top layer (carried).
 	track   *live.Track
 	media   *description.Media
 	pt      uint8
@@ -107,24 +111,34 @@ func (a *anchor) time(rtp uint32, clock time.Time, rate float64) time.Time {
 }
 
 // newLiveStream describes src's tracks (of a simulcast video, layer's),
-// creates the ServerStream and subscribes to src. onEnd runs on the
-// subscription's goroutine when the publisher leaves.
-func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, log *slog.Logger,
+// creates the ServerStream and subscribes to src; with follow, the
+// simulcast layer carried moves to the top one as the ranking changes.
+// onEnd runs on the subscription's goroutine when the publisher leaves.
+func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, follow bool, log *slog.Logger,
 	onEnd func(*liveStream)) (*liveStream, error) {
 	ls := &liveStream{
 		name:     src.Name,
 		key:      src.Name,
 		src:      src,
-		layer:    layer,
 		log:      log.With("stream", src.Name),
 		onEnd:    onEnd,
 		sessions: map[*gortsplib.ServerSession]*readerState{},
 		lastUse:  time.Now(),
 	}
+	if layer != nil {
+		ls.layer.Store(layer)
+		if follow {
+			ls.follow = &layerFollow{parent: layer.Parent(), cur: layer}
+		}
+	}
 	desc := &description.Session{Title: src.Name}
 	for _, t := range src.Tracks() {
+		key := t // the packets' track; a following path's are its layers
 		if t.Layers() != nil && layer != nil {
 			t = layer
+			if !follow {
+				key = layer
+			}
 		}
 		pt := payloadType(t.PayloadType)
 		media := mediaFor(t, pt)
@@ -133,7 +147,7 @@ func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, l
 			continue
 		}
 		desc.Medias = append(desc.Medias, media)
-		ls.outs = append(ls.outs, output{track: t, media: media, pt: pt, rate: t.RTPRate()})
+		ls.outs = append(ls.outs, output{track: key, media: media, pt: pt, rate: t.RTPRate()})
 	}
 	if len(desc.Medias) == 0 {
 		return nil, fmt.Errorf("rtsp: stream %q has no track RTSP can carry", src.Name)
@@ -157,8 +171,8 @@ func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, l
 // requestKeyframe asks the publisher for a keyframe of what the stream
 // carries: the layer's, for a simulcast stream.
 func (ls *liveStream) requestKeyframe() {
-	if ls.layer != nil {
-		ls.src.RequestLayerKeyframe(ls.layer)
+	if l := ls.layer.Load(); l != nil {
+		ls.src.RequestLayerKeyframe(l)
 		return
 	}
 	ls.src.RequestKeyframe()
@@ -170,7 +184,18 @@ func (ls *liveStream) requestKeyframe() {
 // to RTSP players. Padding-only packets are left out (padding.go). It does
 // not allocate (gortsplib's marshalling does).
 func (ls *liveStream) WritePacket(p *live.Packet) {
-	out := ls.output(p.Track)
+	in := &p.RTP.Header
+	seq, ts := in.SequenceNumber, in.Timestamp
+	var out *output
+	if f := ls.follow; f != nil && p.Track.Parent() == f.parent {
+		var ok bool
+		if seq, ts, ok = f.forward(ls, p); !ok {
+			return
+		}
+		out = ls.output(f.parent)
+	} else {
+		out = ls.output(p.Track)
+	}
 	if out == nil {
 		return
 	}
@@ -193,8 +218,7 @@ func (ls *liveStream) WritePacket(p *live.Packet) {
 			ls.sendReport(&ls.outs[i], p.Arrival)
 		}
 	}
-	in := &p.RTP.Header
-	seq, ok := out.padding.forward(in.SequenceNumber, len(p.RTP.Payload) == 0)
+	seq, ok := out.padding.forward(seq, len(p.RTP.Payload) == 0)
 	if !ok {
 		return
 	}
@@ -203,7 +227,7 @@ func (ls *liveStream) WritePacket(p *live.Packet) {
 		Marker:         in.Marker,
 		PayloadType:    out.pt,
 		SequenceNumber: seq,
-		Timestamp:      in.Timestamp,
+		Timestamp:      ts,
 		SSRC:           in.SSRC, // gortsplib replaces it with the stream's own
 	}
 	ls.pkt.Payload = p.RTP.Payload
@@ -214,9 +238,9 @@ func (ls *liveStream) WritePacket(p *live.Packet) {
 	if !ok {
 		ntp = p.Arrival
 	}
-	ntp = out.anchor.time(in.Timestamp, ntp, out.rate)
+	ntp = out.anchor.time(ts, ntp, out.rate)
 	ls.lastMu.Lock()
-	out.last = lastPacket{rtp: in.Timestamp, ntp: ntp, at: p.Arrival, ok: true}
+	out.last = lastPacket{rtp: ts, ntp: ntp, at: p.Arrival, ok: true}
 	out.packets++
 	out.octets += uint32(len(p.RTP.Payload))
 	ls.lastMu.Unlock()
@@ -244,6 +268,15 @@ func (ls *liveStream) output(t *live.Track) *output {
 	return nil
 }
 
+// carried is the track whose packets o carries now: the layer being
+// followed, on a simulcast stream's plain path.
+func (ls *liveStream) carried(o *output) *live.Track {
+	if l := ls.layer.Load(); l != nil && o.track == l.Parent() {
+		return l
+	}
+	return o.track
+}
+
 // shutdown unsubscribes, then disconnects the readers. Not for the
 // subscription's own goroutine.
 func (ls *liveStream) shutdown() {
@@ -265,7 +298,7 @@ func (ls *liveStream) refreshParams() {
 		o := &ls.outs[i] // not a copy: the subscription writes o.padding
 		switch f := o.media.Formats[0].(type) {
 		case *format.H264:
-			sps, pps := o.track.H264ParameterSets()
+			sps, pps := ls.carried(o).H264ParameterSets()
 			if sps == nil || pps == nil {
 				continue
 			}
@@ -273,7 +306,7 @@ func (ls *liveStream) refreshParams() {
 				f.SafeSetParams(sps, pps)
 			}
 		case *format.H265:
-			vps, sps, pps := o.track.H265ParameterSets()
+			vps, sps, pps := ls.carried(o).H265ParameterSets()
 			if vps == nil || sps == nil || pps == nil {
 				continue
 			}

@@ -26,7 +26,7 @@ func TestWritePacketAddsNoAllocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	ls, err := newLiveStream(srv, src, nil, testLogger(t), func(*liveStream) {})
+	ls, err := newLiveStream(srv, src, nil, false, testLogger(t), func(*liveStream) {})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,134 @@
+package rtsp
+
+import (
+	"time"
+
+	"github.com/reel-gateway/reel/live"
+)
+
+// A simulcast stream's plain path (rtsp://host/{stream}) carries its top
+// layer. The top layer is known only once the layers are ranked, and a
+// browser may hold its top layer back for seconds while its bandwidth
+// estimate ramps up, so the layer a first reader was bound to may not stay
+// the top one. The plain path then follows the top layer: it asks for the
+// new top layer's keyframe and switches at it, continuing the readers'
+// RTP stream (sequence numbers go on from the last sent, timestamps by the
+// two packets' times on the stream's clock), so players see one stream
+// whose picture gets bigger, as in an adaptive stream. The layers show the
+// same captured pictures, and the keyframe switched at may show the
+// instant of the last picture sent (its layer's packets came first): it is
+// then put one frame later, and the new layer stays a frame behind the
+// audio (33 ms at 30 fps), since two pictures at one instant are an error
+// to ffmpeg and to millisecond containers. A ?layer= path stays on the
+// layer it names.
+
+const (
+	// followEvery is how often the plain path looks at the ranking.
+	followEvery = 500 * time.Millisecond
+	// followTimeout gives up waiting for the new top layer's keyframe,
+	// and followRetry asks for it again meanwhile.
+	followTimeout = 4 * time.Second
+	followRetry   = time.Second
+)
+
+// layerFollow keeps a plain path on the top layer. Only the subscription's
+// goroutine touches it.
+type layerFollow struct {
+	parent      *live.Track
+	cur, target *live.Track
+	nextLook    time.Time
+	targetSince time.Time
+	lastAsk     time.Time
+
+	// out = in + offset for cur's packets; last* describe the newest
+	// packet sent, whose place the next layer's numbering continues.
+	seqOffset uint16
+	tsOffset  uint32
+	sent      bool
+	lastSeq   uint16
+	lastTS    uint32
+	lastAt    time.Time // on the stream's clock, or arrival
+	frame     uint32    // the latest step between two pictures, in ticks
+	switches  int
+}
+
+// forward decides about a packet of one of the parent's layers: ok is
+// false for a packet the readers do not get; otherwise seq and ts are its
+// sequence number and timestamp in the readers' stream.
+func (f *layerFollow) forward(ls *liveStream, p *live.Packet) (seq uint16, ts uint32, ok bool) {
+	f.look(ls, p.Arrival)
+	at, placed := ls.src.Clock().Time(p.Track, p.RTP.Timestamp)
+	if !placed {
+		at = p.Arrival
+	}
+	if p.Track == f.target && live.IsKeyframeStart(p.Track.Codec, p.RTP.Payload) {
+		f.switchTo(ls, p, at)
+	}
+	if p.Track != f.cur {
+		return 0, 0, false
+	}
+	seq, ts = p.RTP.SequenceNumber+f.seqOffset, p.RTP.Timestamp+f.tsOffset
+	if !f.sent || isAfter(seq, f.lastSeq) {
+		if step := ts - f.lastTS; f.sent && step > 0 && step < uint32(p.Track.RTPRate()/5) {
+			f.frame = step
+		}
+		f.sent, f.lastSeq, f.lastTS, f.lastAt = true, seq, ts, at
+	}
+	return seq, ts, true
+}
+
+// look sets or drops the target layer, at most every followEvery.
+func (f *layerFollow) look(ls *liveStream, now time.Time) {
+	if f.target != nil && now.Sub(f.lastAsk) >= followRetry {
+		f.lastAsk = now
+		ls.src.RequestLayerKeyframe(f.target)
+	}
+	if now.Before(f.nextLook) {
+		return
+	}
+	f.nextLook = now.Add(followEvery)
+	if f.target != nil && now.Sub(f.targetSince) > followTimeout {
+		ls.log.Info("RTSP: no keyframe of the new top layer; staying", "layer", f.cur.RID, "top", f.target.RID)
+		f.setTarget(ls, nil, now)
+		f.nextLook = now.Add(followTimeout)
+		return
+	}
+	top := f.parent.TopLayer()
+	if top == nil || top == f.cur || top == f.target || now.Sub(top.LastArrival()) > followEvery {
+		return
+	}
+	f.setTarget(ls, top, now)
+}
+
+// setTarget has the subscription deliver the current layer and the
+// target, and asks for the target's keyframe.
+func (f *layerFollow) setTarget(ls *liveStream, l *live.Track, now time.Time) {
+	f.target = l
+	ls.sub.SetLayers(live.LayerMask(f.cur, l))
+	if l != nil {
+		f.targetSince, f.lastAsk = now, now
+		ls.src.RequestLayerKeyframe(l)
+	}
+}
+
+// switchTo makes l's keyframe p, at on the stream's clock, the readers'
+// next packet: numbered after the last sent, and timed after it by as
+// much as the clock puts between them (at least a tick).
+func (f *layerFollow) switchTo(ls *liveStream, p *live.Packet, at time.Time) {
+	l := p.Track
+	if f.sent {
+		f.seqOffset = f.lastSeq + 1 - p.RTP.SequenceNumber
+		frame := f.frame
+		if frame == 0 {
+			frame = uint32(l.RTPRate() / 30)
+		}
+		ticks := max(uint32(max(at.Sub(f.lastAt).Seconds()*l.RTPRate(), 0)), frame)
+		f.tsOffset = f.lastTS + ticks - p.RTP.Timestamp
+	}
+	w, h := l.Size()
+	ls.log.Info("RTSP: following the top simulcast layer", "from", f.cur.RID, "to", l.RID, "width", w, "height", h)
+	f.cur, f.target = l, nil
+	f.switches++
+	ls.layer.Store(l)
+	ls.sub.SetLayers(live.LayerMask(l))
+}
