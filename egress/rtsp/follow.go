@@ -9,9 +9,10 @@ import (
 // A simulcast stream's plain path (rtsp://host/{stream}) carries its top
 // layer. The top layer is known only once the layers are ranked, and a
 // browser may hold its top layer back for seconds while its bandwidth
-// estimate ramps up, so the layer a first reader was bound to may not stay
-// the top one. The plain path then follows the top layer: it asks for the
-// new top layer's keyframe and switches at it, continuing the readers'
+// estimate ramps up (or suspend it while its bandwidth is short), so the
+// layer a first reader was bound to may not stay the best one sending.
+// The plain path follows the best layer that is sending: it asks for that
+// layer's keyframe and switches at it, continuing the readers'
 // RTP stream (sequence numbers go on from the last sent, timestamps by the
 // two packets' times on the stream's clock), so players see one stream
 // whose picture gets bigger, as in an adaptive stream. The layers show the
@@ -25,6 +26,8 @@ import (
 const (
 	// followEvery is how often the plain path looks at the ranking.
 	followEvery = 500 * time.Millisecond
+	// sendingWithin: a layer without a packet this long is not sending.
+	sendingWithin = time.Second
 	// followTimeout gives up waiting for the new top layer's keyframe,
 	// and followRetry asks for it again meanwhile.
 	followTimeout = 4 * time.Second
@@ -56,7 +59,6 @@ type layerFollow struct {
 // false for a packet the readers do not get; otherwise seq and ts are its
 // sequence number and timestamp in the readers' stream.
 func (f *layerFollow) forward(ls *liveStream, p *live.Packet) (seq uint16, ts uint32, ok bool) {
-	f.look(ls, p.Arrival)
 	at, placed := ls.src.Clock().Time(p.Track, p.RTP.Timestamp)
 	if !placed {
 		at = p.Arrival
@@ -77,7 +79,9 @@ func (f *layerFollow) forward(ls *liveStream, p *live.Packet) (seq uint16, ts ui
 	return seq, ts, true
 }
 
-// look sets or drops the target layer, at most every followEvery.
+// look sets or drops the target layer, at most every followEvery. It runs
+// for every packet the path gets, so the audio keeps it looking while the
+// layer carried has stopped sending.
 func (f *layerFollow) look(ls *liveStream, now time.Time) {
 	if f.target != nil && now.Sub(f.lastAsk) >= followRetry {
 		f.lastAsk = now
@@ -93,11 +97,26 @@ func (f *layerFollow) look(ls *liveStream, now time.Time) {
 		f.nextLook = now.Add(followTimeout)
 		return
 	}
-	top := f.parent.TopLayer()
-	if top == nil || top == f.cur || top == f.target || now.Sub(top.LastArrival()) > followEvery {
+	best := f.best(now)
+	if best == nil || best == f.cur || best == f.target {
 		return
 	}
-	f.setTarget(ls, top, now)
+	f.setTarget(ls, best, now)
+}
+
+// best is the highest-ranked layer that is sending, nil before the
+// ranking is known.
+func (f *layerFollow) best(now time.Time) *live.Track {
+	if f.parent.TopLayer() == nil {
+		return nil
+	}
+	ranked := f.parent.RankedLayers()
+	for i := len(ranked) - 1; i >= 0; i-- {
+		if last := ranked[i].LastArrival(); !last.IsZero() && now.Sub(last) < sendingWithin {
+			return ranked[i]
+		}
+	}
+	return nil
 }
 
 // setTarget has the subscription deliver the current layer and the
@@ -126,7 +145,7 @@ func (f *layerFollow) switchTo(ls *liveStream, p *live.Packet, at time.Time) {
 		f.tsOffset = f.lastTS + ticks - p.RTP.Timestamp
 	}
 	w, h := l.Size()
-	ls.log.Info("RTSP: following the top simulcast layer", "from", f.cur.RID, "to", l.RID, "width", w, "height", h)
+	ls.log.Info("RTSP: following the best simulcast layer sending", "from", f.cur.RID, "to", l.RID, "width", w, "height", h)
 	f.cur, f.target = l, nil
 	f.switches++
 	ls.layer.Store(l)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,11 +66,8 @@ func TestSimulcastLayers(t *testing.T) {
 // A browser may hold its top layer back for seconds while its bandwidth
 // estimate ramps up. The plain path of a reader that came before then is
 // bound to the best layer so far (mid, here), and moves to the top layer
-// once it sends, as one continuous stream: ffmpeg decodes across the
-// switch without an error and sees the picture grow to 640x360, and a
-// reader's video sequence numbers run on without a gap or a repeat while
-// its timestamps keep going forward by less than a few frames a step. A
-// ?layer= path stays where it was put.
+// once it sends, as one continuous stream (watchFollow). A ?layer= path
+// stays where it was put.
 func TestPlainPathFollowsTopLayer(t *testing.T) {
 	needTool(t, "ffmpeg")
 	for _, c := range []struct {
@@ -82,66 +80,96 @@ func TestPlainPathFollowsTopLayer(t *testing.T) {
 			pub, _ := publish(t, hub, "late", hubtest.Source{Video: c.codec, Audio: true, Loop: true, Simulcast: true,
 				KeyframeOnRequest: true, LateLayer: "f", LateBy: 6 * time.Second})
 			s := startServer(t, hub, true)
-
-			var wg sync.WaitGroup
-			var sizes []string
-			var ffErr error
-			var ffErrors []string
-			wg.Go(func() { sizes, ffErrors, ffErr = showSizes(streamURL(s, "late"), 12) })
-
-			c, desc, err := setUp(t, streamURL(s, "late"), gortsplib.TransportTCP)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			var mu sync.Mutex
-			var pkts []rtp.Header
-			var video *description.Media
-			for _, m := range desc.Medias {
-				if m.Type == description.MediaTypeVideo {
-					video = m
-				}
-			}
-			c.OnPacketRTP(video, video.Formats[0], func(pkt *rtp.Packet) {
-				mu.Lock()
-				pkts = append(pkts, pkt.Header)
-				mu.Unlock()
-			})
-			if _, err := c.Play(nil); err != nil {
-				t.Fatal(err)
-			}
 			pinned, err := play(t, streamURL(s, "late?layer=h"), gortsplib.TransportTCP)
 			if err != nil {
 				t.Fatal(err)
 			}
-			wg.Wait()
-			if ffErr != nil || len(ffErrors) > 0 {
-				t.Fatalf("ffmpeg: %v %q", ffErr, ffErrors)
-			}
-			if len(sizes) < 300 || sizes[0] != "320x180" || sizes[len(sizes)-1] != "640x360" {
-				t.Fatalf("ffmpeg decoded %d frames, from %v to %v; want 320x180, then 640x360", len(sizes), first(sizes), last(sizes))
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for i := 1; i < len(pkts); i++ {
-				a, b := pkts[i-1], pkts[i]
-				if b.SequenceNumber != a.SequenceNumber+1 {
-					t.Fatalf("packet %d of %d: sequence number %d after %d", i, len(pkts), b.SequenceNumber, a.SequenceNumber)
-				}
-				if d := int32(b.Timestamp - a.Timestamp); d < 0 || d > 90000/5 {
-					t.Fatalf("packet %d of %d: timestamp %d after %d (%d ticks)", i, len(pkts), b.Timestamp, a.Timestamp, d)
-				}
-			}
+			watchFollow(t, s, "late", 12, []string{"320x180", "640x360"}, time.Second/5)
 			if n := pub.LayerKeyframeRequests[2].Load(); n == 0 {
 				t.Error("the top layer's keyframe was never asked for")
 			}
-			if ls := s.streams[streamKey("late", "h")]; ls == nil || ls.layer.Load().RID != "h" {
+			s.mu.Lock()
+			ls := s.streams[streamKey("late", "h")]
+			s.mu.Unlock()
+			if ls == nil || ls.layer.Load().RID != "h" {
 				t.Error("the ?layer=h path moved off its layer")
 			}
 			if pinned.packets.Load() == 0 {
 				t.Error("the ?layer=h reader got nothing")
 			}
 		})
+	}
+}
+
+// A browser short of bandwidth suspends its top layer: the plain path
+// moves down to the best layer still sending, and back up when the top
+// one comes back, in one stream; the pause itself is a gap in time of
+// about the second it takes to notice, not a gap in the numbering.
+func TestPlainPathFollowsPausedTopLayer(t *testing.T) {
+	needTool(t, "ffmpeg")
+	hub := live.NewHub(live.Reject)
+	publish(t, hub, "pause", hubtest.Source{Video: live.VP8, Audio: true, Loop: true, Simulcast: true,
+		KeyframeOnRequest: true, PauseLayer: "f", PauseAt: 4 * time.Second, PauseFor: 5 * time.Second})
+	s := startServer(t, hub, true)
+	watchFollow(t, s, "pause", 12, []string{"640x360", "320x180", "640x360"}, 2*time.Second)
+}
+
+// watchFollow has ffmpeg decode seconds of path's video and a gortsplib
+// reader watch its packets at the same time: ffmpeg must log no error and
+// see the picture sizes in the order of want, the reader's video sequence
+// numbers must run on without a gap or a repeat, and its timestamps go
+// forward, by at most maxStep a packet.
+func watchFollow(t *testing.T, s *Server, path string, seconds int, want []string, maxStep time.Duration) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var sizes, ffErrors []string
+	var ffErr error
+	wg.Go(func() { sizes, ffErrors, ffErr = showSizes(streamURL(s, path), seconds) })
+	c, desc, err := setUp(t, streamURL(s, path), gortsplib.TransportTCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var pkts []rtp.Header
+	var video *description.Media
+	for _, m := range desc.Medias {
+		if m.Type == description.MediaTypeVideo {
+			video = m
+		}
+	}
+	c.OnPacketRTP(video, video.Formats[0], func(pkt *rtp.Packet) {
+		mu.Lock()
+		pkts = append(pkts, pkt.Header)
+		mu.Unlock()
+	})
+	if _, err := c.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if ffErr != nil || len(ffErrors) > 0 {
+		t.Fatalf("ffmpeg: %v %q", ffErr, ffErrors)
+	}
+	var seen []string
+	for _, sz := range sizes {
+		if len(seen) == 0 || seen[len(seen)-1] != sz {
+			seen = append(seen, sz)
+		}
+	}
+	if len(sizes) < 200 || !slices.Equal(seen, want) {
+		t.Fatalf("ffmpeg decoded %d frames, of sizes %v in turn; want %v", len(sizes), seen, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	most := int32(maxStep.Seconds() * 90000)
+	for i := 1; i < len(pkts); i++ {
+		a, b := pkts[i-1], pkts[i]
+		if b.SequenceNumber != a.SequenceNumber+1 {
+			t.Fatalf("packet %d of %d: sequence number %d after %d", i, len(pkts), b.SequenceNumber, a.SequenceNumber)
+		}
+		if d := int32(b.Timestamp - a.Timestamp); d < 0 || d > most {
+			t.Fatalf("packet %d of %d: timestamp %d after %d (%d ticks)", i, len(pkts), b.Timestamp, a.Timestamp, d)
+		}
 	}
 }
 

@@ -187,6 +187,9 @@ func (ls *liveStream) WritePacket(p *live.Packet) {
 	in := &p.RTP.Header
 	seq, ts := in.SequenceNumber, in.Timestamp
 	var out *output
+	if f := ls.follow; f != nil {
+		f.look(ls, p.Arrival)
+	}
 	if f := ls.follow; f != nil && p.Track.Parent() == f.parent {
 		var ok bool
 		if seq, ts, ok = f.forward(ls, p); !ok {

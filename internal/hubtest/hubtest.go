@@ -284,7 +284,10 @@ func (p *Publisher) run(ctx context.Context, media []*trackMedia, loop bool) {
 			m := ev.m
 			if m.pauseTo > 0 {
 				if ev.at >= m.pauseFrom && ev.at < m.pauseTo {
+					// An encoder's RTP clock runs on while a layer
+					// sends nothing: its timestamps are capture times.
 					m.paused = true
+					m.pkt.SkipSamples(uint32(ev.s.Duration.Seconds() * float64(m.track.ClockRate)))
 					continue
 				}
 				if m.paused {
