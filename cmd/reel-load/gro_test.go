@@ -87,3 +87,38 @@ func TestLightViewerCutsCoalescedRuns(t *testing.T) {
 		}
 	}
 }
+
+// parseControl reads both control messages a light viewer's read gets, in
+// either order, and allocates nothing; a truncated one ends the walk.
+func TestParseControl(t *testing.T) {
+	ts := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&ts[0]))
+	h.Level, h.Type = unix.SOL_SOCKET, unix.SO_TIMESTAMPNS
+	h.SetLen(unix.CmsgLen(int(unsafe.Sizeof(unix.Timespec{}))))
+	*(*unix.Timespec)(unsafe.Pointer(&ts[unix.CmsgLen(0)])) = unix.NsecToTimespec(1234567890123)
+	gro := make([]byte, unix.CmsgSpace(4))
+	h = (*unix.Cmsghdr)(unsafe.Pointer(&gro[0]))
+	h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_GRO
+	h.SetLen(unix.CmsgLen(4))
+	*(*int32)(unsafe.Pointer(&gro[unix.CmsgLen(0)])) = 1216
+	for _, c := range []struct {
+		oob             []byte
+		truncAt, truncS int64 // what is left with the second message cut short
+	}{
+		{append(append([]byte(nil), ts...), gro...), 1234567890123, 0},
+		{append(append([]byte(nil), gro...), ts...), 0, 1216},
+	} {
+		if at, seg := parseControl(c.oob); at != 1234567890123 || seg != 1216 {
+			t.Fatalf("parseControl: %d, %d; want 1234567890123, 1216", at, seg)
+		}
+		if at, seg := parseControl(c.oob[:len(c.oob)-8]); at != c.truncAt || int64(seg) != c.truncS {
+			t.Fatalf("with the second message cut short: %d, %d; want %d, %d", at, seg, c.truncAt, c.truncS)
+		}
+		if n := testing.AllocsPerRun(100, func() { parseControl(c.oob) }); n != 0 {
+			t.Fatalf("parseControl allocates %.0f times", n)
+		}
+	}
+	if at, seg := parseControl(nil); at != 0 || seg != 0 {
+		t.Fatal("an empty control buffer gave values")
+	}
+}
