@@ -213,7 +213,10 @@ func TestClusterEdgeRelay(t *testing.T) {
 	time.Sleep(3 * time.Second) // past any keyframe the first join asked for
 
 	// A second viewer joins the running relay: its picture starts within
-	// 1 s (Chromium answers keyframe requests at once).
+	// 1 s of its connection (Chromium answers keyframe requests at once).
+	// Counted from the connection, not the POST: ICE and DTLS on a
+	// loaded CI machine once took 1.05 s of their own, which is not the
+	// relay's keyframe path this checks.
 	joined := time.Now()
 	v2, err := whipclient.View(ctx, c.HTTP+"/whep/show/guest", whipclient.ViewOptions{SettingEngine: &se})
 	if err != nil {
@@ -223,10 +226,13 @@ func TestClusterEdgeRelay(t *testing.T) {
 	if err := v2.WaitVideoFrames(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if d := v2.Stats().Video.FirstPacket.Sub(joined); d > time.Second {
-		t.Errorf("WHEP on the edge: first video after %v, want within 1 s", d)
+	st := v2.Stats()
+	if d := st.Video.FirstPacket.Sub(st.Connected); st.Connected.IsZero() || d > time.Second {
+		t.Errorf("WHEP on the edge: first video %v after the connection (connected %v after the POST), want within 1 s",
+			d, st.Connected.Sub(joined))
 	} else {
-		t.Logf("WHEP on the edge: first video (a keyframe) %v after the POST", d.Round(time.Millisecond))
+		t.Logf("WHEP on the edge: first video (a keyframe) %v after the connection, %v after the POST",
+			d.Round(time.Millisecond), st.Video.FirstPacket.Sub(joined).Round(time.Millisecond))
 	}
 
 	// The keyframe request of a viewer joining a running relay reaches the

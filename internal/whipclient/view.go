@@ -33,10 +33,12 @@ type ReceiveStats struct {
 	Lost        uint64 // sequence numbers skipped
 }
 
-// ViewerStats is a snapshot of what a Viewer received, per kind.
+// ViewerStats is a snapshot of what a Viewer received, per kind, and when
+// its PeerConnection connected (ICE and DTLS done; zero before).
 type ViewerStats struct {
-	Video ReceiveStats
-	Audio ReceiveStats
+	Video     ReceiveStats
+	Audio     ReceiveStats
+	Connected time.Time
 }
 
 // Viewer is one WHEP session receiving media.
@@ -103,7 +105,14 @@ func (v *Viewer) setupPeerConnection(opts ViewOptions) error {
 	}
 	v.PC.OnTrack(v.onTrack)
 	v.PC.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			v.mu.Lock()
+			if v.stats.Connected.IsZero() {
+				v.stats.Connected = time.Now()
+			}
+			v.mu.Unlock()
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			v.markClosed()
 		}
 	})
