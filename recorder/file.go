@@ -38,7 +38,9 @@ type osFile interface {
 // partFile makes a recording crash safe. It keeps the bytes of the cluster
 // being written in memory and hands them to the OS in one write when the
 // next cluster begins, so a kill leaves whole clusters on disk rather than
-// a torn block. It never returns an error to ebml-go (whose goroutine would
+// a torn block (only a kill during that write itself can cut the cluster
+// being written, which the kernel copies a chunk at a time; readers and
+// repair stop at its last whole frame). It never returns an error to ebml-go (whose goroutine would
 // die and leave later frame writes blocked forever): the first error is
 // kept, writing stops, and Err reports it.
 type partFile struct {

@@ -403,8 +403,19 @@ func TestCrash(t *testing.T) {
 	if err != nil || info.State != StateRecording || info.Path != parts[0] {
 		t.Errorf("sidecar after the crash: %+v, %v", info, err)
 	}
+	// The clusters before the last are whole. A kill that lands inside
+	// the write of a cluster (one write call per cluster, file.go) can
+	// still tear that one: the kernel copies a large write to the page
+	// cache a chunk at a time and stops at a fatal signal (seen once in
+	// CI: the file ended at 262144 bytes). ffmpeg then says the file
+	// ended prematurely after everything before it; repair (on restart)
+	// ends the file at the last whole frame.
 	if msg := ffmpegErrors(t, parts[0], nil, nil); msg != "" {
-		t.Errorf("decoding the crashed recording reports errors:\n%s", msg)
+		if torn := "File ended prematurely"; strings.Count(msg, "\n") == 0 && strings.Contains(msg, torn) {
+			t.Logf("the kill tore the cluster being written: %s", msg)
+		} else {
+			t.Errorf("decoding the crashed recording reports errors:\n%s", msg)
+		}
 	}
 	last := lastVideoPTS(t, parts[0])
 	if last < 1 {
