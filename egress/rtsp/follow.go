@@ -34,17 +34,18 @@ const (
 	followRetry   = time.Second
 )
 
-// layerFollow keeps a plain path on the top layer. Only the subscription's
-// goroutine touches it.
+// layerFollow keeps a plain path on the top layer; the layer carried is
+// liveStream.layer. Only the subscription's goroutine touches it.
 type layerFollow struct {
 	parent      *live.Track
-	cur, target *live.Track
+	target      *live.Track
 	nextLook    time.Time
 	targetSince time.Time
 	lastAsk     time.Time
 
-	// out = in + offset for cur's packets; last* describe the newest
-	// packet sent, whose place the next layer's numbering continues.
+	// out = in + offset for the carried layer's packets; last* describe
+	// the newest packet sent, whose place the next layer's numbering
+	// continues.
 	seqOffset uint16
 	tsOffset  uint32
 	sent      bool
@@ -52,7 +53,6 @@ type layerFollow struct {
 	lastTS    uint32
 	lastAt    time.Time // on the stream's clock, or arrival
 	frame     uint32    // the latest step between two pictures, in ticks
-	switches  int
 }
 
 // forward decides about a packet of one of the parent's layers: ok is
@@ -66,7 +66,7 @@ func (f *layerFollow) forward(ls *liveStream, p *live.Packet) (seq uint16, ts ui
 	if p.Track == f.target && live.IsKeyframeStart(p.Track.Codec, p.RTP.Payload) {
 		f.switchTo(ls, p, at)
 	}
-	if p.Track != f.cur {
+	if p.Track != ls.layer.Load() {
 		return 0, 0, false
 	}
 	seq, ts = p.RTP.SequenceNumber+f.seqOffset, p.RTP.Timestamp+f.tsOffset
@@ -92,13 +92,13 @@ func (f *layerFollow) look(ls *liveStream, now time.Time) {
 	}
 	f.nextLook = now.Add(followEvery)
 	if f.target != nil && now.Sub(f.targetSince) > followTimeout {
-		ls.log.Info("RTSP: no keyframe of the new top layer; staying", "layer", f.cur.RID, "top", f.target.RID)
+		ls.log.Info("RTSP: no keyframe of the new top layer; staying", "layer", ls.layer.Load().RID, "top", f.target.RID)
 		f.setTarget(ls, nil, now)
 		f.nextLook = now.Add(followTimeout)
 		return
 	}
 	best := f.best(now)
-	if best == nil || best == f.cur || best == f.target {
+	if best == nil || best == ls.layer.Load() || best == f.target {
 		return
 	}
 	f.setTarget(ls, best, now)
@@ -123,7 +123,7 @@ func (f *layerFollow) best(now time.Time) *live.Track {
 // target, and asks for the target's keyframe.
 func (f *layerFollow) setTarget(ls *liveStream, l *live.Track, now time.Time) {
 	f.target = l
-	ls.sub.SetLayers(live.LayerMask(f.cur, l))
+	ls.sub.SetLayers(live.LayerMask(ls.layer.Load(), l))
 	if l != nil {
 		f.targetSince, f.lastAsk = now, now
 		ls.src.RequestLayerKeyframe(l)
@@ -145,9 +145,8 @@ func (f *layerFollow) switchTo(ls *liveStream, p *live.Packet, at time.Time) {
 		f.tsOffset = f.lastTS + ticks - p.RTP.Timestamp
 	}
 	w, h := l.Size()
-	ls.log.Info("RTSP: following the best simulcast layer sending", "from", f.cur.RID, "to", l.RID, "width", w, "height", h)
-	f.cur, f.target = l, nil
-	f.switches++
+	ls.log.Info("RTSP: following the best simulcast layer sending", "from", ls.layer.Load().RID, "to", l.RID, "width", w, "height", h)
+	f.target = nil
 	ls.layer.Store(l)
 	ls.sub.SetLayers(live.LayerMask(l))
 }

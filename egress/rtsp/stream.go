@@ -128,7 +128,7 @@ func newLiveStream(srv *gortsplib.Server, src *live.Stream, layer *live.Track, f
 	if layer != nil {
 		ls.layer.Store(layer)
 		if follow {
-			ls.follow = &layerFollow{parent: layer.Parent(), cur: layer}
+			ls.follow = &layerFollow{parent: layer.Parent()}
 		}
 	}
 	desc := &description.Session{Title: src.Name}
@@ -186,19 +186,18 @@ func (ls *liveStream) requestKeyframe() {
 func (ls *liveStream) WritePacket(p *live.Packet) {
 	in := &p.RTP.Header
 	seq, ts := in.SequenceNumber, in.Timestamp
-	var out *output
+	track := p.Track
 	if f := ls.follow; f != nil {
 		f.look(ls, p.Arrival)
-	}
-	if f := ls.follow; f != nil && p.Track.Parent() == f.parent {
-		var ok bool
-		if seq, ts, ok = f.forward(ls, p); !ok {
-			return
+		if track.Parent() == f.parent {
+			var ok bool
+			if seq, ts, ok = f.forward(ls, p); !ok {
+				return
+			}
+			track = f.parent
 		}
-		out = ls.output(f.parent)
-	} else {
-		out = ls.output(p.Track)
 	}
+	out := ls.output(track)
 	if out == nil {
 		return
 	}
