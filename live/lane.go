@@ -13,9 +13,9 @@ import (
 // about a tenth, and at 1000 viewers on two cores the loss fell from
 // 14-24% to 0-4% (docs/BENCHMARKS.md, issue 17). A consumer whose
 // WritePacket never waits on its peer (a WHEP viewer that sends through
-// the shared socket's batch) can move onto a lane instead (Subscription.Share): the stream queues each packet
-// once per lane, and the lane's goroutine hands it to every member in
-// turn. A stream has at most one lane per processor for each queue
+// the shared socket's batch) can move onto a lane instead
+// (Subscription.Share): the stream queues each packet once per lane, and
+// the lane's goroutine hands it to every member in turn. A stream has at most one lane per processor for each queue
 // setting, and a new member joins the one with the fewest.
 //
 // What a member gives up is a queue of its own: its packets wait in the
@@ -98,7 +98,7 @@ func (l *lane) writeBurst(ps []*Packet) {
 	for _, m := range l.members.load() {
 		mask, n := m.layers.Load(), 0
 		for _, p := range ps {
-			if b := p.Track.bit; b != 0 && mask&b == 0 {
+			if !p.inLayers(mask) {
 				continue
 			}
 			m.consumer.WritePacket(p)

@@ -51,6 +51,14 @@ func newPacket(t *Track, raw []byte, arrival time.Time) (*Packet, error) {
 	return p, nil
 }
 
+// inLayers reports whether a consumer selecting the layers of mask
+// (Subscription.SetLayers) takes p: a packet of a track without layers,
+// always.
+func (p *Packet) inLayers(mask uint32) bool {
+	b := p.Track.bit
+	return b == 0 || mask&b != 0
+}
+
 // Raw returns the packet as received. Consumers must not modify it.
 func (p *Packet) Raw() []byte { return p.buf[:p.n] }
 

@@ -116,7 +116,7 @@ func newSubscription(s *Stream, kind string, c Consumer, opts SubscribeOptions, 
 // A packet of a simulcast layer the consumer did not select is skipped.
 // With a latency budget, the oldest media is shed first (shed.go).
 func (sub *Subscription) push(p *Packet) {
-	if b := p.Track.bit; b != 0 && sub.layers.Load()&b == 0 {
+	if !p.inLayers(sub.layers.Load()) {
 		return
 	}
 	sub.mu.Lock()
