@@ -21,6 +21,13 @@ import (
 	"github.com/reel-gateway/reel/live"
 )
 
+// simulcastCodecs are the codecs hubtest has layer fixtures for, with
+// the names ffprobe gives them.
+var simulcastCodecs = []struct {
+	codec live.Codec
+	name  string
+}{{live.H264, "h264"}, {live.VP8, "vp8"}}
+
 // A simulcast stream is served at its top layer on the plain path and at
 // each layer with ?layer= (a rank name or a rid); ffprobe sees each
 // layer's size and ffmpeg decodes it, over TCP and UDP. A layer the
@@ -30,10 +37,7 @@ import (
 func TestSimulcastLayers(t *testing.T) {
 	needTool(t, "ffprobe")
 	needTool(t, "ffmpeg")
-	for _, c := range []struct {
-		codec live.Codec
-		name  string
-	}{{live.H264, "h264"}, {live.VP8, "vp8"}} {
+	for _, c := range simulcastCodecs {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			hub := live.NewHub(live.Reject)
@@ -70,10 +74,7 @@ func TestSimulcastLayers(t *testing.T) {
 // stays where it was put.
 func TestPlainPathFollowsTopLayer(t *testing.T) {
 	needTool(t, "ffmpeg")
-	for _, c := range []struct {
-		codec live.Codec
-		name  string
-	}{{live.H264, "h264"}, {live.VP8, "vp8"}} {
+	for _, c := range simulcastCodecs {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			hub := live.NewHub(live.Reject)
