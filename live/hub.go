@@ -8,6 +8,7 @@
 //
 // Files: hub.go the set of streams, stream.go a stream and its tracks,
 // layers.go the simulcast layers of a video track and their ranking,
+// splice.go one output stream made of several layers,
 // subscription.go one consumer's queue, lane.go a queue shared by many
 // consumers, shed.go a queue's latency budget, packet.go the pooled packet,
 // stats.go the API's snapshots, codecs.go the codec table, keyframe.go,

@@ -12,16 +12,11 @@ import (
 // estimate ramps up (or suspend it while its bandwidth is short), so the
 // layer a first reader was bound to may not stay the best one sending.
 // The plain path follows the best layer that is sending: it asks for that
-// layer's keyframe and switches at it, continuing the readers'
-// RTP stream (sequence numbers go on from the last sent, timestamps by the
-// two packets' times on the stream's clock), so players see one stream
-// whose picture gets bigger, as in an adaptive stream. The layers show the
-// same captured pictures, and the keyframe switched at may show the
-// instant of the last picture sent (its layer's packets came first): it is
-// then put one frame later, and the new layer stays a frame behind the
-// audio (33 ms at 30 fps), since two pictures at one instant are an error
-// to ffmpeg and to millisecond containers. A ?layer= path stays on the
-// layer it names.
+// layer's keyframe and switches at it, continuing the readers' RTP stream
+// through a live.Splice, so players see one stream whose picture gets
+// bigger, as in an adaptive stream. The new layer may run a frame behind
+// the audio (33 ms at 30 fps): see live.Splice. A ?layer= path stays on
+// the layer it names.
 
 const (
 	// followEvery is how often the plain path looks at the ranking.
@@ -42,40 +37,20 @@ type layerFollow struct {
 	nextLook    time.Time
 	targetSince time.Time
 	lastAsk     time.Time
-
-	// out = in + offset for the carried layer's packets; last* describe
-	// the newest packet sent, whose place the next layer's numbering
-	// continues.
-	seqOffset uint16
-	tsOffset  uint32
-	sent      bool
-	lastSeq   uint16
-	lastTS    uint32
-	lastAt    time.Time // on the stream's clock, or arrival
-	frame     uint32    // the latest step between two pictures, in ticks
+	splice      live.Splice
 }
 
 // forward decides about a packet of one of the parent's layers: ok is
 // false for a packet the readers do not get; otherwise seq and ts are its
 // sequence number and timestamp in the readers' stream.
 func (f *layerFollow) forward(ls *liveStream, p *live.Packet) (seq uint16, ts uint32, ok bool) {
-	at, placed := ls.src.Clock().Time(p.Track, p.RTP.Timestamp)
-	if !placed {
-		at = p.Arrival
-	}
 	if p.Track == f.target && live.IsKeyframeStart(p.Track.Codec, p.RTP.Payload) {
-		f.switchTo(ls, p, at)
+		f.switchTo(ls, p)
 	}
 	if p.Track != ls.layer.Load() {
 		return 0, 0, false
 	}
-	seq, ts = p.RTP.SequenceNumber+f.seqOffset, p.RTP.Timestamp+f.tsOffset
-	if !f.sent || isAfter(seq, f.lastSeq) {
-		if step := ts - f.lastTS; f.sent && step > 0 && step < uint32(p.Track.RTPRate()/5) {
-			f.frame = step
-		}
-		f.sent, f.lastSeq, f.lastTS, f.lastAt = true, seq, ts, at
-	}
+	seq, ts = f.splice.Forward(p)
 	return seq, ts, true
 }
 
@@ -130,20 +105,10 @@ func (f *layerFollow) setTarget(ls *liveStream, l *live.Track, now time.Time) {
 	}
 }
 
-// switchTo makes l's keyframe p, at on the stream's clock, the readers'
-// next packet: numbered after the last sent, and timed after it by as
-// much as the clock puts between them (at least a tick).
-func (f *layerFollow) switchTo(ls *liveStream, p *live.Packet, at time.Time) {
+// switchTo makes l's keyframe p the readers' next packet.
+func (f *layerFollow) switchTo(ls *liveStream, p *live.Packet) {
 	l := p.Track
-	if f.sent {
-		f.seqOffset = f.lastSeq + 1 - p.RTP.SequenceNumber
-		frame := f.frame
-		if frame == 0 {
-			frame = uint32(l.RTPRate() / 30)
-		}
-		ticks := max(uint32(max(at.Sub(f.lastAt).Seconds()*l.RTPRate(), 0)), frame)
-		f.tsOffset = f.lastTS + ticks - p.RTP.Timestamp
-	}
+	f.splice.Switch(p, ls.src.Clock())
 	w, h := l.Size()
 	ls.log.Info("RTSP: following the best simulcast layer sending", "from", ls.layer.Load().RID, "to", l.RID, "width", w, "height", h)
 	f.target = nil

@@ -12,9 +12,9 @@ import (
 // A viewer of a simulcast stream receives one layer at a time, as one
 // continuous RTP stream: the hub's layers each have their own SSRC,
 // sequence numbers and timestamps, so the viewer's video track rewrites
-// them (pion's track sets its own SSRC; sequence numbers and timestamps
-// are offset here) and switches only at a keyframe of the new layer,
-// which it asks the publisher for. With auto selection the layer is the
+// them (pion's track sets its own SSRC; a live.Splice renumbers and
+// retimes) and switches only at a keyframe of the new layer, which it
+// asks the publisher for. With auto selection the layer is the
 // best whose bitrate fits the viewer's bandwidth estimate (estimate.go);
 // a viewer can also pin a layer (?layer=low|mid|high|<rid>).
 
@@ -68,14 +68,11 @@ type layerSwitch struct {
 	lastKeyReq  time.Time
 	nextDecide  time.Time
 
-	// Rewriting: out = in + offset, per layer since the last switch.
-	started   bool
-	anyStart  bool // not started after startWait: any layer's keyframe starts
-	seqOffset uint16
-	tsOffset  uint32
-	lastSeq   uint16 // last sequence number sent
-	lastTS    uint32 // last timestamp sent
-	lastAt    time.Time
+	// started: a layer is carried; splice gives its packets the viewer's
+	// numbering.
+	started  bool
+	anyStart bool // not started after startWait: any layer's keyframe starts
+	splice   live.Splice
 
 	// Ranking, refreshed when the hub's version changes.
 	version uint64
@@ -265,8 +262,7 @@ func (ls *layerSwitch) audioRate() float64 {
 // returns false for a packet the viewer does not get; otherwise it has
 // rewritten out's sequence number and timestamp.
 func (ls *layerSwitch) forward(p *live.Packet, out *rtp.Packet) bool {
-	now := p.Arrival
-	ls.decide(now)
+	ls.decide(p.Arrival)
 	l := p.Track
 	if (l == ls.target || (ls.anyStart && !ls.started)) && live.IsKeyframeStart(l.Codec, p.RTP.Payload) {
 		ls.switchTo(l, p)
@@ -274,26 +270,16 @@ func (ls *layerSwitch) forward(p *live.Packet, out *rtp.Packet) bool {
 	if l != ls.cur {
 		return false
 	}
-	out.SequenceNumber = p.RTP.SequenceNumber + ls.seqOffset
-	out.Timestamp = p.RTP.Timestamp + ls.tsOffset
-	if int16(out.SequenceNumber-ls.lastSeq) > 0 {
-		ls.lastSeq = out.SequenceNumber
-		ls.lastTS = out.Timestamp
-		ls.lastAt = now
-	}
+	out.SequenceNumber, out.Timestamp = ls.splice.Forward(p)
 	return true
 }
 
 // switchTo makes l the forwarded layer from its keyframe p on. The first
 // layer keeps the publisher's numbering; a later one continues the
-// viewer's: the next sequence number, and a timestamp as far after the
-// last one as the packets arrived apart.
+// viewer's (live.Splice).
 func (ls *layerSwitch) switchTo(l *live.Track, p *live.Packet) {
 	if ls.started {
-		ls.seqOffset = ls.lastSeq + 1 - p.RTP.SequenceNumber
-		gap := max(p.Arrival.Sub(ls.lastAt), time.Millisecond)
-		ticks := uint32(gap.Seconds() * l.RTPRate())
-		ls.tsOffset = ls.lastTS + ticks - p.RTP.Timestamp
+		ls.splice.Switch(p, ls.sess.stream.Clock())
 		ls.switches.Add(1)
 		if ls.est != nil {
 			ls.sess.Log.Debug("layer switch", "from", ls.cur.RID, "to", l.RID, "estimate_kbps", int(ls.est.Estimate()/1000))
@@ -303,7 +289,6 @@ func (ls *layerSwitch) switchTo(l *live.Track, p *live.Packet) {
 	}
 	ls.started = true
 	ls.cur, ls.target = l, nil
-	ls.lastSeq = p.RTP.SequenceNumber + ls.seqOffset - 1
 	ls.sess.sub.SetLayers(live.LayerMask(l))
 	ls.sess.layerRID.Store(&l.RID)
 }
@@ -317,10 +302,7 @@ func (ls *layerSwitch) padding(vt *viewerTrack, p *live.Packet) {
 	}
 	owed := ls.probeRate*p.Arrival.Sub(ls.probeFrom).Seconds() - ls.padSent
 	for n := 0; owed > 0 && n < paddingPerCall; n++ {
-		ls.lastSeq++
-		ls.seqOffset++
-		ls.pad.Header.SequenceNumber = ls.lastSeq
-		ls.pad.Header.Timestamp = ls.lastTS
+		ls.pad.Header.SequenceNumber, ls.pad.Header.Timestamp = ls.splice.Insert()
 		size := vt.send(&ls.pad, p.Arrival)
 		bits := float64(size * 8)
 		owed -= bits
