@@ -44,6 +44,7 @@ type config struct {
 	videoFile                 string
 	bitrate                   int
 	pace                      float64
+	answerKeyframes           bool
 	videoRate                 float64 // of the file sent, bit/s
 	decrypt                   bool
 	gro                       bool
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.videoFile, "video-file", "", "video fixture (default testdata/h264-2500k.h264, or <codec>.ivf)")
 	fs.IntVar(&c.bitrate, "bitrate", 2_500_000, "H.264 video bitrate in bit/s; above the file's own, filler NAL units pad it")
 	fs.Float64Var(&c.pace, "pace", 10, "publishers pace video at this multiple of its bitrate in bursts of at most 5 ms, as OBS 31+ does (10); 0 sends every frame in one burst, as OBS 30 did")
+	fs.BoolVar(&c.answerKeyframes, "answer-keyframes", false, "publishers answer keyframe requests (PLI, FIR) with the file's next keyframe at once, as browsers do, so a viewer the gateway shed for gets a picture back within a frame; default: the file as it is, keyframes at its own interval (2 s in the default fixture)")
 	fs.BoolVar(&c.gro, "gro", false, "light WHEP viewers take the gateway's segmented sends whole (UDP_GRO), so that over loopback the kernel does not cut them into datagrams in softirq on the gateway's CPU, charged to the gateway; off: one datagram per read, as the earlier rows in docs/BENCHMARKS.md")
 	fs.BoolVar(&c.decrypt, "decrypt", false, "WHEP viewers decrypt every packet with pion, with its default interceptors (NACK, reports), like a browser; default: read RTP headers off the socket")
 	fs.IntVar(&c.pid, "pid", 0, "gateway pid for CPU and memory (default: the one process called reel)")

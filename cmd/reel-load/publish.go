@@ -36,6 +36,8 @@ func startPublisher(ctx context.Context, cfg *config, name string, client *http.
 		VideoFile: cfg.videoFile,
 		Audio:     true,
 		Loop:      true,
+		// Simulcast layers always answer (whipclient).
+		AnswerKeyframeRequests: cfg.answerKeyframes,
 		OnPacket: func(pkt *rtp.Packet) {
 			video := pkt.PayloadType != opusPT
 			if video && pace != nil {

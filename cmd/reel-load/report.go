@@ -48,6 +48,7 @@ type runSetup struct {
 	Decrypt          bool    `json:"whep_decrypt"`
 	GRO              bool    `json:"whep_gro"`
 	Pace             float64 `json:"pace"`
+	AnswerKeyframes  bool    `json:"publishers_answer_keyframe_requests"`
 	// Layers are the simulcast layers viewers pinned (-simulcast).
 	Layers []string `json:"simulcast_layers,omitempty"`
 }
@@ -127,7 +128,7 @@ func newReport(cfg *config, videoFile string, videoRate float64) *report {
 	r.Setup = runSetup{
 		Streams: cfg.streams, ViewersPerStream: cfg.viewers, ReadersPerStream: cfg.rtspReaders,
 		DurationS: cfg.duration.Seconds(), Video: cfg.video, VideoFile: filepath.Base(videoFile),
-		VideoKbps: math.Round(videoRate / 1000), Decrypt: cfg.decrypt, GRO: cfg.gro, Pace: cfg.pace, Layers: cfg.layers,
+		VideoKbps: math.Round(videoRate / 1000), Decrypt: cfg.decrypt, GRO: cfg.gro, Pace: cfg.pace, AnswerKeyframes: cfg.answerKeyframes, Layers: cfg.layers,
 	}
 	if cfg.rtspReaders > 0 {
 		r.Setup.RTSPTransport = cfg.transport
@@ -278,6 +279,9 @@ func writeTable(r *report, w io.Writer) error {
 	pace := "unpaced"
 	if s.Pace > 0 {
 		pace = fmt.Sprintf("paced at %g×", s.Pace)
+	}
+	if s.AnswerKeyframes {
+		pace += ", keyframes on request"
 	}
 	fmt.Fprintf(tw, "run\t%s %d stream(s) × (%d WHEP + %d RTSP/%s), %s video %s (%.0f kbit/s, %s) + Opus, %.0f s\n",
 		r.Label, s.Streams, s.ViewersPerStream, s.ReadersPerStream, orDash(s.RTSPTransport), s.Video, s.VideoFile, s.VideoKbps, pace, s.DurationS)

@@ -38,6 +38,13 @@ type PublishOptions struct {
 	// candidates with PATCH application/trickle-ice-sdpfrag (If-Match: ETag).
 	// The default sends one offer with all candidates, like OBS.
 	Trickle bool
+	// AnswerKeyframeRequests answers a PLI or FIR on the video as an
+	// encoder does, with a keyframe: the next frame sent is the file's
+	// next keyframe (the picture jumps; the timestamps run on). By default
+	// a single video track is sent exactly as the file has it, every
+	// frame, so tests can compare what was recorded with it; simulcast
+	// layers always answer (simulcast.go).
+	AnswerKeyframeRequests bool
 	// Simulcast sends the video as these encodings, each a file of the
 	// Video codec at its own size, with its rid (RFC 8853), as OBS and
 	// browsers do; VideoFile is then unused. See DefaultSimulcast.
@@ -153,8 +160,11 @@ func (p *Publisher) setupPeerConnection(sources []*mediaSource, opts PublishOpti
 			_ = p.PC.Close()
 			return err
 		}
-		if src.kind == "audio" {
-			p.senders[len(p.senders)-1].sendDelay = opts.Timing.AudioSendDelay
+		switch last := p.senders[len(p.senders)-1]; {
+		case src.kind == "audio":
+			last.sendDelay = opts.Timing.AudioSendDelay
+		case last.rid == "" && opts.AnswerKeyframeRequests:
+			last.onPLI = func() { last.keyframe.Store(true) }
 		}
 	}
 	return nil

@@ -52,7 +52,8 @@ func (c *sendCounters) snapshot() SendStats {
 type trackSender struct {
 	src        *mediaSource
 	rid        string        // simulcast layer, "" otherwise
-	onPLI      func()        // a simulcast layer's keyframe request (simulcast.go)
+	onPLI      func()        // a keyframe request (PLI or FIR), if answered
+	keyframe   atomic.Bool   // a single track's keyframe request to answer
 	readDone   chan struct{} // closed when readRTCP returns
 	track      *webrtc.TrackLocalStaticRTP
 	rtpSender  *webrtc.RTPSender
@@ -146,11 +147,25 @@ func (s *trackSender) run(ctx context.Context, sched schedule) error {
 		if !sleepUntil(ctx, timer, next.Add(s.sendDelay)) {
 			return nil
 		}
+		if s.keyframe.Swap(false) {
+			i = nextKeyframe(samples, i)
+		}
 		if err := s.sendSample(samples[i], next); err != nil {
 			return err
 		}
 		next = next.Add(samples[i].Duration)
 	}
+}
+
+// nextKeyframe is the first sample from i on (wrapping) that is a
+// keyframe; i itself if none is.
+func nextKeyframe(samples []testmedia.Sample, i int) int {
+	for k := range samples {
+		if j := (i + k) % len(samples); samples[j].Keyframe {
+			return j
+		}
+	}
+	return i
 }
 
 // sleepUntil waits until t; it returns false if ctx ended first.
@@ -217,6 +232,9 @@ func (s *trackSender) countRTCP(pkt rtcp.Packet) {
 		}
 	case *rtcp.FullIntraRequest:
 		s.counters.firs.Add(1)
+		if s.onPLI != nil {
+			s.onPLI()
+		}
 	case *rtcp.TransportLayerNack:
 		s.counters.nacks.Add(1)
 		for _, pair := range p.Nacks {

@@ -350,3 +350,35 @@ func TestFirstSampleOnTheWallClock(t *testing.T) {
 		t.Errorf("without keyframes: sample %d", i)
 	}
 }
+
+// A publisher that answers keyframe requests sends a keyframe soon after
+// the server's PLI and FIR (at its 10th video packet), where the file's
+// next one is a second away; one that does not sends the file as it is.
+func TestPublishAnswersKeyframeRequests(t *testing.T) {
+	const sps = 7
+	for _, answer := range []bool{false, true} {
+		t.Run(map[bool]string{false: "file-as-is", true: "answers"}[answer], func(t *testing.T) {
+			srv := newTestServer(t, "")
+			ctx := testContext(t, 30*time.Second)
+			// 600 ms of a file with a keyframe every 30 frames (1 s).
+			pub, err := Publish(ctx, srv.whipURL(), PublishOptions{
+				Video: "h264", H264SeparateParamSets: true, AnswerKeyframeRequests: answer,
+				Duration: 600 * time.Millisecond, SettingEngine: loopback(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.Close()
+			<-pub.Done()
+			st := pub.Stats()
+			waitFor(ctx, t, "server to receive every video packet", func() bool { return srv.videoPackets.Load() >= st.Video.Packets })
+			if st.Video.PLIs == 0 {
+				t.Fatal("the server's PLI did not reach the publisher")
+			}
+			keyframes := bytes.Count(srv.videoTypes(), []byte{sps})
+			if want := map[bool]int{false: 1, true: 2}[answer]; keyframes != want {
+				t.Errorf("%d keyframes (lone SPS packets) in %d video packets, want %d", keyframes, st.Video.Packets, want)
+			}
+		})
+	}
+}
