@@ -418,3 +418,89 @@ func TestLaneShedsOnlyItsMembersLayers(t *testing.T) {
 		t.Fatalf("shed %d, asked for %v; want h's keyframe alone", sub.Shed(), *asked)
 	}
 }
+
+// A lane that falls three quarters of its budget behind gates an eighth
+// of its members (here one step: 2 of 9): they skip video until the next
+// keyframe, which is asked for, and count it as shed; the others lose
+// nothing, and the lane's queue itself sheds nothing.
+func TestLaneGatesSomeMembersBeforeShedding(t *testing.T) {
+	m := newMedia(t)
+	m.s.maxLanes = 1
+	opts := SubscribeOptions{LatencyBudget: testBudget}
+	const members = 9
+	gots := make([]*got, members)
+	subs := make([]*Subscription, members)
+	for i := range members {
+		gots[i] = &got{}
+		if i == 0 {
+			gots[i] = blocked() // holds the lane's first pass
+		}
+		subs[i], _ = m.s.SubscribeWith("whep", gots[i], opts)
+		if !subs[i].Share() {
+			t.Fatalf("member %d did not move onto a lane", i)
+		}
+	}
+	// The frames of 0-264 ms queue behind the held pass: behind by 231 ms
+	// (over 3/4 of 300) once, and not by 300 or for a second step (one
+	// per 37.5 ms).
+	m.write(0, 1, []int{0}, func() {})
+	<-gots[0].entered
+	m.write(1, 265, nil, func() {})
+	close(gots[0].block)
+	keepUp := func() { // the arrival times are made up: write no faster than the lane takes
+		for n, _ := subs[0].Queued(); n > 0; n, _ = subs[0].Queued() {
+			runtime.Gosched()
+		}
+	}
+	keepUp()
+	m.write(265, 1500, []int{1023}, keepUp)
+	total := m.written
+	for i, g := range gots {
+		for int(g.n.Load())+int(subs[i].Shed()) < total {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	l := subs[0].lane.Load()
+	if l.sub.shedCount.Load() != 0 || l.sub.dropped.Load() != 0 {
+		t.Fatalf("the lane's queue shed %d and dropped %d packets; want only gating", l.sub.shedCount.Load(), l.sub.dropped.Load())
+	}
+	gated := 0
+	for i, g := range gots {
+		shed := subs[i].Shed()
+		if shed == 0 {
+			if int(g.n.Load()) != total {
+				t.Errorf("member %d: %d of %d packets, none shed", i, g.n.Load(), total)
+			}
+			continue
+		}
+		gated++
+		// It got every audio packet, and video only before the gate (the
+		// first frame) and from the keyframe at 1023 ms on.
+		g.mu.Lock()
+		audio, keyframe := 0, false
+		for _, p := range g.pkts {
+			at := p.arrival.Sub(m.start)
+			switch {
+			case !p.video:
+				audio++
+			case at == 1023*time.Millisecond && p.key:
+				keyframe = true
+			case at > 0 && at < 1023*time.Millisecond:
+				t.Errorf("member %d: gated, but got video of %v", i, at)
+			}
+		}
+		g.mu.Unlock()
+		if audio != 75 || !keyframe {
+			t.Errorf("member %d: %d of 75 audio packets, the keyframe: %v", i, audio, keyframe)
+		}
+		if missing := uint64(total - int(g.n.Load())); missing != shed {
+			t.Errorf("member %d: %d packets missing, %d counted as shed", i, missing, shed)
+		}
+	}
+	if gated != 2 {
+		t.Errorf("%d members gated, want 2 (an eighth of 9, rounded up)", gated)
+	}
+	if m.keyframes.Load() == 0 {
+		t.Error("no keyframe was asked for the gated members")
+	}
+}
