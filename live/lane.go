@@ -3,7 +3,6 @@ package live
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
 )
 
 // A lane carries a stream's packets to many consumers on one goroutine.
@@ -20,10 +19,8 @@ import (
 // setting, and a new member joins the one with the fewest.
 //
 // What a member gives up is a queue of its own: its packets wait in the
-// lane's, and when the machine cannot keep up the lane first has some of
-// its members, in turn, skip video to their next keyframe, and at its
-// budget sheds for all of them alike (shed.go; each member counts what
-// it lost). A viewer on a slow
+// lane's, and when the machine cannot keep up the lane sheds for all its
+// members alike (each member counts what it lost). A viewer on a slow
 // network path still costs the lane nothing: a send to it never waits.
 // A consumer whose write can wait (pion's path over TCP or a relay)
 // keeps its own queue, so it can only fall behind alone.
@@ -40,18 +37,7 @@ type lane struct {
 	mu      sync.Mutex
 	members subList
 	pass    sync.Mutex
-
-	// gateSteps counts the requests to gate more members (shed.go), taken
-	// by the next pass; nextGate is the member the next gating starts at.
-	// Only the lane's goroutine touches nextGate and the members'
-	// laneGate.
-	gateSteps atomic.Int32
-	nextGate  int
 }
-
-// laneGateShare: a gating step gates this share of a lane's members (at
-// least one).
-const laneGateShare = 8
 
 func newLane(s *Stream, opts SubscribeOptions) *lane {
 	l := &lane{opts: opts}
@@ -109,20 +95,10 @@ func (sub *Subscription) runLane(pass []*Packet) {
 // of the tracks it takes), in the order they joined.
 func (l *lane) writeBurst(ps []*Packet) {
 	l.pass.Lock()
-	members := l.members.load()
-	if n := l.gateSteps.Swap(0); n > 0 {
-		l.gate(members, int(n))
-	}
-	for _, m := range members {
+	for _, m := range l.members.load() {
 		mask, n := m.layers.Load(), 0
-		if m.laneGate != 0 {
-			m.laneGate &= mask | plainVideoBit
-		}
 		for _, p := range ps {
 			if !p.inLayers(mask) {
-				continue
-			}
-			if m.laneGate != 0 && p.Track.Kind == Video && m.skipGated(p) {
 				continue
 			}
 			m.consumer.WritePacket(p)
@@ -131,54 +107,6 @@ func (l *lane) writeBurst(ps []*Packet) {
 		m.delivered.Add(uint64(n))
 	}
 	l.pass.Unlock()
-}
-
-// gate has steps × an eighth of the members, the next ones in turn that
-// are not gated yet, skip video until their next keyframe, and asks the
-// publisher for one.
-func (l *lane) gate(members []*Subscription, steps int) {
-	video := l.sub.stream.Track(Video)
-	if video == nil || len(members) == 0 {
-		return // audio is never gated
-	}
-	tracks := uint32(plainVideoBit)
-	if layers := video.Layers(); len(layers) > 0 {
-		tracks = LayerMask(layers...)
-		video = layers[0] // askKeyframe asks each of its parent's layers in bits
-	}
-	want := steps * max(1, (len(members)+laneGateShare-1)/laneGateShare)
-	var bits uint32
-	start := l.nextGate
-	for i := 0; i < len(members) && want > 0; i++ {
-		m := members[(start+i)%len(members)]
-		if m.laneGate != 0 {
-			continue
-		}
-		if m.laneGate = (m.layers.Load() | plainVideoBit) & tracks; m.laneGate == 0 {
-			continue
-		}
-		bits |= m.laneGate
-		want--
-		l.nextGate = (start + i + 1) % len(members)
-	}
-	if bits != 0 {
-		l.sub.askKeyframe(shedAsk{video, bits})
-	}
-}
-
-// skipGated reports whether video packet p is skipped for a gated member
-// (counted as shed), and ungates the track at its keyframe.
-func (m *Subscription) skipGated(p *Packet) bool {
-	b := gateBit(p.Track)
-	if m.laneGate&b == 0 {
-		return false
-	}
-	if p.key {
-		m.laneGate &^= b
-		return false
-	}
-	m.shedCount.Add(1)
-	return true
 }
 
 // streamEnded runs after the lane's last packet: every member is told,

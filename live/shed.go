@@ -16,18 +16,6 @@ import "time"
 // it waits on is asked for (at most once per shedKeyframeInterval per
 // consumer, and per track for all consumers together).
 // A subscription without a budget (the recorder) never sheds.
-//
-// A lane (lane.go) sheds for all its members at once, and every one of
-// them then waits for a keyframe: up to a GOP of video lost by hundreds
-// of viewers, where the lane needed to skip a fraction of a second of
-// work. So a lane that falls behind by three quarters of its budget first
-// gates some of its members instead (lane.gate): an eighth of them at a
-// time, in turn, at most every eighth of the budget while it stays that
-// far behind, each of them skipping video until its next keyframe. That
-// takes their writes out of the lane's passes, queued backlog included,
-// so the lane catches up while the others lose nothing. Shedding the
-// lane's queue stays the bound, for a lane that still falls behind by
-// its budget.
 
 // shedKeyframeInterval bounds the keyframe requests of shedding: per
 // consumer, and per track for all consumers together, so a saturated
@@ -45,8 +33,6 @@ type shedState struct {
 	track   *Track
 	asked   bool // a keyframe was asked for since waiting became non-zero
 	lastAsk time.Time
-	// lastGate is when a lane last asked to gate more members (lane.go).
-	lastGate time.Time
 }
 
 // plainVideoBit stands for a video track without layers in
@@ -77,12 +63,8 @@ func (sub *Subscription) shedLocked(p *Packet) (keep bool, ask shedAsk) {
 	st := &sub.shed
 	if sub.count > 0 {
 		full := sub.count == len(sub.ring)
-		lag := p.Arrival.Sub(sub.ring[sub.head].Arrival)
-		if full || lag > st.budget {
+		if full || p.Arrival.Sub(sub.ring[sub.head].Arrival) > st.budget {
 			sub.shedQueueLocked(p.Arrival, full)
-		} else if sub.runs != nil && lag > st.budget*3/4 && p.Arrival.Sub(st.lastGate) >= st.budget/8 {
-			st.lastGate = p.Arrival
-			sub.runs.gateSteps.Add(1)
 		}
 	}
 	if st.waiting != 0 {

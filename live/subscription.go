@@ -79,10 +79,6 @@ type Subscription struct {
 	// again once it has left (Close).
 	lane                  atomic.Pointer[lane]
 	laneDropped, laneShed uint64
-	// laneGate holds the gate bits of the video tracks a lane skips for
-	// this member until their next keyframe (lane.gate); the lane's
-	// goroutine alone touches it.
-	laneGate uint32
 
 	// layers selects the simulcast layers delivered (LayerMask); packets
 	// of other tracks always are.
