@@ -154,26 +154,26 @@ func (p *Publisher) setupPeerConnection(sources []*mediaSource, opts PublishOpti
 		if src.kind == "video" && len(opts.Simulcast) > 0 {
 			err = p.addSimulcastSenders(src, opts)
 		} else {
-			err = p.addSender(src, opts.OnPacket)
+			err = p.addSender(src, opts.OnPacket, opts.AnswerKeyframeRequests)
 		}
 		if err != nil {
 			_ = p.PC.Close()
 			return err
 		}
-		switch last := p.senders[len(p.senders)-1]; {
-		case src.kind == "audio":
-			last.sendDelay = opts.Timing.AudioSendDelay
-		case last.rid == "" && opts.AnswerKeyframeRequests:
-			last.onPLI = func() { last.keyframe.Store(true) }
+		if src.kind == "audio" {
+			p.senders[len(p.senders)-1].sendDelay = opts.Timing.AudioSendDelay
 		}
 	}
 	return nil
 }
 
-func (p *Publisher) addSender(src *mediaSource, onPacket func(*rtp.Packet)) error {
+func (p *Publisher) addSender(src *mediaSource, onPacket func(*rtp.Packet), answerKeyframes bool) error {
 	ts, err := newTrackSender(src, onPacket, "")
 	if err != nil {
 		return err
+	}
+	if answerKeyframes && src.kind == "video" {
+		ts.onPLI = func() { ts.keyframe.Store(true) } // before readRTCP starts
 	}
 	tr, err := p.PC.AddTransceiverFromTrack(ts.track,
 		webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
