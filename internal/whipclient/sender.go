@@ -160,8 +160,14 @@ func (s *trackSender) run(ctx context.Context, sched schedule) error {
 // nextKeyframe is the first sample from i on (wrapping) that is a
 // keyframe; i itself if none is.
 func nextKeyframe(samples []testmedia.Sample, i int) int {
-	for k := range samples {
-		if j := (i + k) % len(samples); samples[j].Keyframe {
+	return nextFrom(len(samples), i, func(j int) bool { return samples[j].Keyframe })
+}
+
+// nextFrom is the first of n frames from i on (wrapping) for which ok
+// holds; i itself if none does.
+func nextFrom(n, i int, ok func(j int) bool) int {
+	for k := range n {
+		if j := (i + k) % n; ok(j) {
 			return j
 		}
 	}

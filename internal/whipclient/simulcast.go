@@ -179,18 +179,14 @@ func (g *layerGroup) stopReading() {
 // nextKeyframe is the first frame from i on (wrapping) that is a keyframe
 // in every layer; i itself if none is.
 func (g *layerGroup) nextKeyframe(i int) int {
-	n := len(g.senders[0].src.samples)
-	for k := range n {
-		j := (i + k) % n
-		all := true
+	return nextFrom(len(g.senders[0].src.samples), i, func(j int) bool {
 		for _, s := range g.senders {
-			all = all && s.src.samples[j].Keyframe
+			if !s.src.samples[j].Keyframe {
+				return false
+			}
 		}
-		if all {
-			return j
-		}
-	}
-	return i
+		return true
+	})
 }
 
 // simulcastExtensions puts the mid and rid header extensions on packets,
