@@ -68,11 +68,9 @@ type layerSwitch struct {
 	lastKeyReq  time.Time
 	nextDecide  time.Time
 
-	// started: a layer is carried; splice gives its packets the viewer's
-	// numbering.
-	started  bool
-	anyStart bool // not started after startWait: any layer's keyframe starts
-	splice   live.Splice
+	anyStart bool // no layer carried after startWait: any layer's keyframe starts
+	// splice gives cur's packets the viewer's numbering.
+	splice live.Splice
 
 	// Ranking, refreshed when the hub's version changes.
 	version uint64
@@ -177,7 +175,7 @@ func (ls *layerSwitch) decide(now time.Time) {
 	case want != ls.target:
 		ls.setTarget(want, now)
 	}
-	if !ls.started && !ls.anyStart && ls.pin == "" && ls.target != nil && now.Sub(ls.targetSince) > startWait {
+	if ls.cur == nil && !ls.anyStart && ls.pin == "" && ls.target != nil && now.Sub(ls.targetSince) > startWait {
 		ls.anyStart = true
 		ls.sess.Log.Debug("no keyframe on the target layer yet; starting on any layer's", "rid", ls.target.RID)
 		ls.sess.sub.SetLayers(live.LayerMask(ls.layers()...))
@@ -264,7 +262,7 @@ func (ls *layerSwitch) audioRate() float64 {
 func (ls *layerSwitch) forward(p *live.Packet, out *rtp.Packet) bool {
 	ls.decide(p.Arrival)
 	l := p.Track
-	if (l == ls.target || (ls.anyStart && !ls.started)) && live.IsKeyframeStart(l.Codec, p.RTP.Payload) {
+	if (l == ls.target || (ls.anyStart && ls.cur == nil)) && live.IsKeyframeStart(l.Codec, p.RTP.Payload) {
 		ls.switchTo(l, p)
 	}
 	if l != ls.cur {
@@ -278,7 +276,7 @@ func (ls *layerSwitch) forward(p *live.Packet, out *rtp.Packet) bool {
 // layer keeps the publisher's numbering; a later one continues the
 // viewer's (live.Splice).
 func (ls *layerSwitch) switchTo(l *live.Track, p *live.Packet) {
-	if ls.started {
+	if ls.cur != nil {
 		ls.splice.Switch(p, ls.sess.stream.Clock())
 		ls.switches.Add(1)
 		if ls.est != nil {
@@ -287,7 +285,6 @@ func (ls *layerSwitch) switchTo(l *live.Track, p *live.Packet) {
 			ls.sess.Log.Debug("layer switch", "from", ls.cur.RID, "to", l.RID, "pinned", ls.pin)
 		}
 	}
-	ls.started = true
 	ls.cur, ls.target = l, nil
 	ls.sess.sub.SetLayers(live.LayerMask(l))
 	ls.sess.layerRID.Store(&l.RID)
