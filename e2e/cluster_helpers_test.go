@@ -132,6 +132,7 @@ type weedServer struct {
 	*service
 	URL    string
 	s3Port int
+	probed bool // the probe object was written at the first start
 }
 
 func weedBinary() string {
@@ -166,18 +167,45 @@ func startWeed(t *testing.T) *weedServer {
 	return w
 }
 
-// start runs weed and waits until its S3 gateway can create and list a
-// bucket (the filer and a volume are up).
+// start runs weed and waits until its S3 gateway serves objects, not only
+// bucket metadata: a probe object written at the first start must read
+// back (after a restart that is data written before the outage, which
+// needs the volume server registered with the master again), and a new
+// one must write and read back. A bucket PUT alone answers seconds before
+// reads do, and a test that restarted S3 then met reads timing out.
 func (w *weedServer) start() {
-	w.service.start(func() bool {
-		req, _ := http.NewRequest(http.MethodPut, w.URL+"/probe-"+strconv.Itoa(w.s3Port), nil)
-		res, err := http.DefaultClient.Do(req)
+	client := &http.Client{Timeout: 2 * time.Second}
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, w.URL+path, strings.NewReader(body))
+		res, err := client.Do(req)
 		if err != nil {
+			return 0, ""
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	bucket := "/probe-" + strconv.Itoa(w.s3Port)
+	w.service.start(func() bool {
+		if code, _ := do(http.MethodPut, bucket, ""); code != http.StatusOK && code != http.StatusConflict {
 			return false
 		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK || res.StatusCode == http.StatusConflict
+		if w.probed {
+			if code, body := do(http.MethodGet, bucket+"/first", ""); code != http.StatusOK || body != "first" {
+				return false
+			}
+		}
+		name := "/first"
+		if w.probed {
+			name = "/again"
+		}
+		if code, _ := do(http.MethodPut, bucket+name, name[1:]); code != http.StatusOK {
+			return false
+		}
+		code, body := do(http.MethodGet, bucket+name, "")
+		return code == http.StatusOK && body == name[1:]
 	})
+	w.probed = true
 }
 
 func tcpUp(port int) bool {
