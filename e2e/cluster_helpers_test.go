@@ -37,7 +37,10 @@ type service struct {
 	log  *os.File
 }
 
-func (s *service) start(ready func() bool) {
+func (s *service) start(ready func() bool) { s.startWithin(30*time.Second, ready) }
+
+// startWithin is start for a server that may take up to limit to be ready.
+func (s *service) startWithin(limit time.Duration, ready func() bool) {
 	s.t.Helper()
 	s.cmd = exec.Command(s.argv[0], s.argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -47,7 +50,8 @@ func (s *service) start(ready func() bool) {
 	}
 	s.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
-	deadline := time.Now().Add(30 * time.Second)
+	started := time.Now()
+	deadline := started.Add(limit)
 	for !ready() {
 		select {
 		case <-s.done:
@@ -55,10 +59,11 @@ func (s *service) start(ready func() bool) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("%s not ready within 30 s; its log: %s", s.name, s.log.Name())
+			s.t.Fatalf("%s not ready within %v; its log: %s", s.name, limit, s.log.Name())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	s.t.Logf("%s ready in %v", s.name, time.Since(started).Round(time.Millisecond))
 }
 
 // stop kills the server (SIGKILL: an outage, not a shutdown) and waits.
@@ -172,7 +177,9 @@ func startWeed(t *testing.T) *weedServer {
 // back (after a restart that is data written before the outage, which
 // needs the volume server registered with the master again), and a new
 // one must write and read back. A bucket PUT alone answers seconds before
-// reads do, and a test that restarted S3 then met reads timing out.
+// reads do, and a test that restarted S3 then met reads timing out. Here
+// weed is ready ~10 s after its first start and ~30 s after a restart
+// (its master's state is resumed first), so it is given 90 s.
 func (w *weedServer) start() {
 	client := &http.Client{Timeout: 2 * time.Second}
 	do := func(method, path, body string) (int, string) {
@@ -186,7 +193,7 @@ func (w *weedServer) start() {
 		return res.StatusCode, string(b)
 	}
 	bucket := "/probe-" + strconv.Itoa(w.s3Port)
-	w.service.start(func() bool {
+	w.service.startWithin(90*time.Second, func() bool {
 		if code, _ := do(http.MethodPut, bucket, ""); code != http.StatusOK && code != http.StatusConflict {
 			return false
 		}
