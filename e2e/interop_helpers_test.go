@@ -423,10 +423,11 @@ func watchWHEP(t *testing.T, b *browser, g *gateway, stream, wantCodec string) {
 	// Reel writes each track's Sender Reports from the stream's clock
 	// (egress/whep/reports.go), once the clock has settled: Chromium,
 	// which counts only reports whose SSRC is the media's, took some for
-	// both kinds. (How many depends on when the publisher's own first
-	// reports came: libwebrtc's audio sends its first after ~2.5 s.)
+	// both kinds. (When depends on when the publisher's own first reports
+	// came: libwebrtc's audio sends its first after ~2.5 s; the page
+	// waits up to 10 s for them.)
 	if w.Stats.SenderReports["video"] < 1 || w.Stats.SenderReports["audio"] < 1 {
-		t.Fatalf("WHEP viewer took Sender Reports %v in %.1f s of playing, want some for both kinds", w.Stats.SenderReports, w.CurrentTimeAdvanced)
+		t.Fatalf("WHEP viewer took Sender Reports %v within 10 s of playing, want some for both kinds", w.Stats.SenderReports)
 	}
 	t.Logf("WHEP viewer (whip-whep): %dx%d, first frame after %d ms, framesDecoded %d -> %d, currentTime +%.1fs, %s, Sender Reports %v",
 		w.VideoWidth, w.VideoHeight, w.FirstFrameMs, w.FramesDecodedBefore, w.FramesDecodedAfter, w.CurrentTimeAdvanced, w.Stats.SRTPCipher, w.Stats.SenderReports)

@@ -352,6 +352,14 @@ async function watch(url) {
     const s = await recvSummary(pc);
     return s.video && s.video.framesDecoded - f0 >= 30;
   });
+  // Reel's Sender Reports start once the stream's clock has settled on
+  // the publisher's own reports (libwebrtc's audio sends its first after
+  // ~2.5 s), which a viewer that joined early may not have seen yet in
+  // 1.5 s of playing: wait for them, up to 10 s; the caller judges.
+  await waitUntil("Sender Reports for both kinds", 10000, async () => {
+    const s = await recvSummary(pc);
+    return s.senderReports.video >= 1 && s.senderReports.audio >= 1;
+  }).catch((e) => log(String(e)));
   const s1 = await recvSummary(pc);
   const out = {
     videoWidth: video.videoWidth,
