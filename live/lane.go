@@ -2,7 +2,6 @@ package live
 
 import (
 	"runtime"
-	"slices"
 	"sync"
 )
 
@@ -26,16 +25,6 @@ import (
 // A consumer whose write can wait (pion's path over TCP or a relay)
 // keeps its own queue, so it can only fall behind alone.
 
-// PassSink is where members' writes gather to be sent together: the
-// shared WebRTC socket's batch (rtc/sendbatch.go). A lane holds each of
-// its members' sinks over a pass, and ending the pass sends what the pass
-// wrote, on the lane's goroutine: the data leaves from the CPU that wrote
-// it, and no other goroutine is woken to send it.
-type PassSink interface {
-	HoldPass()
-	EndPass()
-}
-
 // lane is one shared queue and the members it delivers to.
 type lane struct {
 	sub  *Subscription // the queue and its goroutine; not in Stream.subs
@@ -48,7 +37,6 @@ type lane struct {
 	mu      sync.Mutex
 	members subList
 	pass    sync.Mutex
-	held    []PassSink // the sinks held over a pass; under pass
 }
 
 func newLane(s *Stream, opts SubscribeOptions) *lane {
@@ -107,12 +95,7 @@ func (sub *Subscription) runLane(pass []*Packet) {
 // of the tracks it takes), in the order they joined.
 func (l *lane) writeBurst(ps []*Packet) {
 	l.pass.Lock()
-	held := l.held
 	for _, m := range l.members.load() {
-		if s := m.sink; s != nil && (len(held) == 0 || held[len(held)-1] != s) && !slices.Contains(held, s) {
-			s.HoldPass()
-			held = append(held, s)
-		}
 		mask, n := m.layers.Load(), 0
 		for _, p := range ps {
 			if !p.inLayers(mask) {
@@ -123,11 +106,6 @@ func (l *lane) writeBurst(ps []*Packet) {
 		}
 		m.delivered.Add(uint64(n))
 	}
-	for _, s := range held {
-		s.EndPass()
-	}
-	clear(held)
-	l.held = held[:0]
 	l.pass.Unlock()
 }
 

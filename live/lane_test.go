@@ -273,58 +273,6 @@ func TestLaneHandsEachMemberTheBurst(t *testing.T) {
 	}
 }
 
-// logSink is a PassSink that logs its holds and ends.
-type logSink struct {
-	name  string
-	log   func(string)
-	ended chan struct{}
-}
-
-func (k *logSink) HoldPass() { k.log("hold" + k.name) }
-func (k *logSink) EndPass() {
-	k.log("end" + k.name)
-	k.ended <- struct{}{}
-}
-
-// A lane holds each of its members' sinks, once however many members
-// write through it, from before the first write to one of them to after
-// the pass's last write; a member without a sink changes nothing.
-func TestLaneHoldsItsMembersSinksOverAPass(t *testing.T) {
-	s := publishTest(t, NewHub(Reject), "cam", nil)
-	s.maxLanes = 1
-	var mu sync.Mutex
-	var order []string
-	log := func(e string) { mu.Lock(); order = append(order, e); mu.Unlock() }
-	x := &logSink{name: "X", log: log, ended: make(chan struct{}, 10)}
-	y := &logSink{name: "Y", log: log, ended: make(chan struct{}, 10)}
-	member := func(who string, sink PassSink) *Subscription {
-		sub, err := s.Subscribe("whep", ConsumerFunc(func(p *Packet) { log(who + itoa(int(p.RTP.SequenceNumber))) }), 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !sub.ShareWith(sink) {
-			t.Fatalf("%s did not move onto a lane", who)
-		}
-		return sub
-	}
-	member("a", x)
-	member("b", nil)
-	member("c", y)
-	member("d", x)
-	track := s.Tracks()[0]
-	for i := range 2 {
-		_ = s.WriteRTP(track, rtpBytes(t, uint16(i), []byte{1}), time.Now())
-		<-x.ended
-		<-y.ended
-	}
-	want := "holdX a0 b0 holdY c0 d0 endX endY holdX a1 b1 holdY c1 d1 endX endY"
-	mu.Lock()
-	defer mu.Unlock()
-	if got := strings.Join(order, " "); got != want {
-		t.Fatalf("a lane's passes: %s, want %s", got, want)
-	}
-}
-
 // With many members a pass takes fewer packets, at least laneBurstMin:
 // the last member waits for one pass of at most about laneWrites writes.
 func TestLaneBurstShrinksWithMembers(t *testing.T) {

@@ -73,9 +73,6 @@ type Subscription struct {
 	// share asks the goroutine to move the consumer onto a lane (Share),
 	// and takes the answer.
 	share chan bool
-	// sink is where the consumer's writes gather, held over a lane's
-	// pass (ShareWith); set before share, read by the lane.
-	sink PassSink
 
 	// lane is the lane the consumer is on, and laneDropped and laneShed
 	// the lane's counts when it joined (set before the pointer); nil
@@ -278,18 +275,13 @@ func (sub *Subscription) Close() {
 // connects). It reports whether the consumer is on a lane: false when the
 // subscription has closed or the stream has ended. It must not be called
 // from the consumer's own WritePacket.
-func (sub *Subscription) Share() bool { return sub.ShareWith(nil) }
-
-// ShareWith is Share for a consumer whose writes gather in sink: the
-// lane holds sink over each pass that writes to the consumer (lane.go).
-func (sub *Subscription) ShareWith(sink PassSink) bool {
+func (sub *Subscription) Share() bool {
 	ask := make(chan bool, 1)
 	sub.mu.Lock()
 	if sub.closed || sub.eof || sub.share != nil || sub.lane.Load() != nil {
 		sub.mu.Unlock()
 		return sub.lane.Load() != nil
 	}
-	sub.sink = sink
 	sub.share = ask
 	sub.mu.Unlock()
 	sub.cond.Broadcast()

@@ -16,8 +16,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v3"
-
-	"github.com/reel-gateway/reel/live"
 )
 
 // A WHEP viewer's media is most of what the gateway sends, and through
@@ -127,15 +125,6 @@ func (r *Engine) NewRTPWriter(pc *webrtc.PeerConnection) (*RTPWriter, error) {
 	}
 	w.dest.CompareAndSwap(nil, rt) // unless the handler has run since
 	return w, nil
-}
-
-// PassSink is the shared socket the writer's packets go through, for a
-// live lane to hold over its passes (live.PassSink); nil if it has none.
-func (w *RTPWriter) PassSink() live.PassSink {
-	if rt := w.dest.Load(); rt != nil && rt.out != nil {
-		return rt.out
-	}
-	return nil
 }
 
 // WriteRTP encrypts p and queues it on the shared socket. The packet's

@@ -48,6 +48,7 @@ type batchConn struct {
 	udp               *net.UDPConn
 	out               *ipv4.PacketConn
 	rc                syscall.RawConn
+	raw               rawBatch // the sender's, for the system call
 	log               *slog.Logger
 
 	// gso is whether runs to one address go as one segmented message;
@@ -58,11 +59,6 @@ type batchConn struct {
 	room   *sync.Cond // a writer waits on it for the batch to be taken
 	fill   *sendBatch
 	closed bool
-	// holds counts lane passes in progress (HoldPass): while there is
-	// one, a first packet does not wake the sender, as the pass's end
-	// sends what has gathered. spare is the emptied batches.
-	holds int
-	spare []*sendBatch
 
 	wake chan struct{} // the batch being filled got its first packet
 	stop chan struct{}
@@ -92,7 +88,6 @@ type sendBatch struct {
 	msgs  []ipv4.Message
 	bufs  [][]byte
 	oob   []byte
-	raw   rawBatch // the kernel's form of one call's messages
 }
 
 func newSendBatch() *sendBatch {
@@ -161,10 +156,6 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 func (b *batchConn) queue(p []byte, addr net.Addr, key netip.AddrPort) (int, error) {
 	b.mu.Lock()
 	for !b.closed && !b.fill.fits(len(p)) {
-		select { // the sender may not have been woken (holds)
-		case b.wake <- struct{}{}:
-		default:
-		}
 		b.room.Wait()
 	}
 	if b.closed {
@@ -172,7 +163,7 @@ func (b *batchConn) queue(p []byte, addr net.Addr, key netip.AddrPort) (int, err
 		return 0, net.ErrClosed
 	}
 	b.fill.add(p, addr, key)
-	first := len(b.fill.pkts) == 1 && b.holds == 0
+	first := len(b.fill.pkts) == 1
 	b.mu.Unlock()
 	if first {
 		select {
@@ -196,63 +187,11 @@ func (b *batchConn) Close() error {
 	return b.UDPConn.Close()
 }
 
-// HoldPass and EndPass bracket a lane's pass over its members
-// (live.PassSink): the writes in between are sent by EndPass, on the
-// lane's goroutine, rather than handed to the sender's. A lane's pass
-// is a burst of packets to hundreds of viewers, so the batch it leaves
-// is sent by the thread that wrote it, while its data is in that CPU's
-// cache, and the sender is not woken for it.
-func (b *batchConn) HoldPass() {
-	b.mu.Lock()
-	b.holds++
-	b.mu.Unlock()
-}
-
-// EndPass sends what has gathered, the pass's writes and any other
-// writer's since the last send.
-func (b *batchConn) EndPass() {
-	b.mu.Lock()
-	b.holds--
-	var full *sendBatch
-	if !b.closed { // the sender sends what is left
-		full = b.takeLocked()
-	}
-	b.mu.Unlock()
-	if full != nil {
-		b.sendSpare(full)
-	}
-}
-
-// takeLocked takes the batch being filled, if it has anything, and puts
-// an empty one in its place.
-func (b *batchConn) takeLocked() *sendBatch {
-	if len(b.fill.pkts) == 0 {
-		return nil
-	}
-	full := b.fill
-	if n := len(b.spare); n > 0 {
-		b.fill = b.spare[n-1]
-		b.spare = b.spare[:n-1]
-	} else {
-		b.fill = newSendBatch()
-	}
-	b.room.Broadcast()
-	return full
-}
-
-// sendSpare sends f and keeps it, emptied, for a later fill.
-func (b *batchConn) sendSpare(f *sendBatch) {
-	b.send(f)
-	f.reset()
-	b.mu.Lock()
-	b.spare = append(b.spare, f)
-	b.mu.Unlock()
-}
-
-// sender sends the batch being filled when woken, until the socket is
-// closed, and then what is left.
+// sender takes the filled batch, puts an empty one in its place, and
+// sends it, until the socket is closed.
 func (b *batchConn) sender() {
 	defer close(b.done)
+	idle := newSendBatch()
 	for {
 		stopping := false
 		select {
@@ -261,10 +200,16 @@ func (b *batchConn) sender() {
 			stopping = true
 		}
 		b.mu.Lock()
-		full := b.takeLocked()
+		full := b.fill
+		if len(full.pkts) > 0 {
+			b.fill = idle
+			b.room.Broadcast()
+		}
 		b.mu.Unlock()
-		if full != nil {
-			b.sendSpare(full)
+		if len(full.pkts) > 0 {
+			b.send(full)
+			full.reset()
+			idle = full
 		}
 		if stopping {
 			return
@@ -297,7 +242,7 @@ func (b *batchConn) send(f *sendBatch) {
 			f.addMessage(i, 1, 0)
 		}
 	}
-	b.writeAll(f)
+	b.writeAll(f.msgs)
 }
 
 // addRun adds the message of the run starting at packet i and returns
@@ -342,13 +287,12 @@ func (f *sendBatch) addMessage(i, n, seg int) {
 // message the kernel refuses is counted and skipped; a segmented one is
 // sent again packet by packet, and if the refusal says the kernel or the
 // device cannot segment, no more are made.
-func (b *batchConn) writeAll(f *sendBatch) {
-	msgs := f.msgs
+func (b *batchConn) writeAll(msgs []ipv4.Message) {
 	// The bufs slice may have been reallocated while the messages were
 	// made: their Buffers still point at the packets in data, which did
 	// not move, so they stay valid.
 	for len(msgs) > 0 {
-		n, err := b.writeBatch(&f.raw, msgs)
+		n, err := b.writeBatch(msgs)
 		if n > 0 {
 			b.messages.Add(uint64(n))
 			for _, m := range msgs[:n] {

@@ -100,8 +100,9 @@ type rawBatch struct {
 // writeBatch sends the first messages of msgs (up to rawCallMessages) in
 // one sendmmsg and returns how many the kernel took. As sendmmsg does, it
 // returns an error only when the first message is refused.
-func (b *batchConn) writeBatch(r *rawBatch, msgs []ipv4.Message) (int, error) {
+func (b *batchConn) writeBatch(msgs []ipv4.Message) (int, error) {
 	msgs = msgs[:min(len(msgs), rawCallMessages)]
+	r := &b.raw
 	iovs := 0
 	for _, m := range msgs {
 		iovs += len(m.Buffers)

@@ -19,6 +19,4 @@ func segmentUnsupported(error) bool { return false }
 
 type rawBatch struct{}
 
-func (b *batchConn) writeBatch(_ *rawBatch, msgs []ipv4.Message) (int, error) {
-	return b.out.WriteBatch(msgs, 0)
-}
+func (b *batchConn) writeBatch(msgs []ipv4.Message) (int, error) { return b.out.WriteBatch(msgs, 0) }

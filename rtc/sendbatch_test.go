@@ -303,50 +303,6 @@ func TestBatchConnCloseSendsWhatIsQueued(t *testing.T) {
 	}
 }
 
-// A lane's pass (HoldPass ... EndPass) leaves its writes to the end of
-// the pass, which sends them on the caller's goroutine: nothing is sent
-// while the pass holds the socket, and all of it is once EndPass returns.
-// A pass that writes more than a batch holds does not wait forever: the
-// sender takes the full batch.
-func TestBatchConnPassSendsAtItsEnd(t *testing.T) {
-	b := newBatchConn(t, true)
-	rs := newReceivers(t, 2)
-	b.HoldPass()
-	b.HoldPass() // two lanes' passes overlap
-	for k := range 11 {
-		for _, r := range rs {
-			if _, err := b.WriteTo(framePacket(0, k, k, 11), r.addr()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if n := b.sent.Load(); n != 0 {
-		t.Fatalf("%d packets sent during the passes", n)
-	}
-	b.EndPass() // one pass's end sends what the socket has, the other's too
-	if n := b.sent.Load(); n != 22 {
-		t.Fatalf("%d packets sent when EndPass returned, want 22", n)
-	}
-	b.EndPass()
-	for _, r := range rs {
-		if got := r.wait(11); len(got) != 11 {
-			t.Fatalf("a viewer got %d of 11", len(got))
-		}
-	}
-
-	b.HoldPass()
-	over := batchPackets + 100
-	for k := range over {
-		if _, err := b.WriteTo(framePacket(1, k, k%11, 11), rs[0].addr()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.EndPass()
-	if got := rs[0].wait(11 + over); len(got) != 11+over {
-		t.Fatalf("got %d of %d written in one long pass", len(got)-11, over)
-	}
-}
-
 // A write copies the packet into the batch and allocates nothing, nor
 // does the sending.
 func TestBatchConnWritesWithoutAllocating(t *testing.T) {

@@ -100,8 +100,8 @@ func newSession(ctx context.Context, srv *Server, stream *live.Stream, offer []b
 				// forwards its first packet. A simulcast viewer too: the
 				// lane takes the layers its members take, and sheds and
 				// asks keyframes for those alone.
-				if w := sess.direct.Load(); w != nil {
-					sess.sub.ShareWith(w.PassSink())
+				if sess.direct.Load() != nil {
+					sess.sub.Share()
 				}
 			})
 			sess.connected.Store(true)
