@@ -197,13 +197,11 @@ func (w *weedServer) start() {
 		if code, _ := do(http.MethodPut, bucket, ""); code != http.StatusOK && code != http.StatusConflict {
 			return false
 		}
+		name := "/first"
 		if w.probed {
 			if code, body := do(http.MethodGet, bucket+"/first", ""); code != http.StatusOK || body != "first" {
 				return false
 			}
-		}
-		name := "/first"
-		if w.probed {
 			name = "/again"
 		}
 		if code, _ := do(http.MethodPut, bucket+name, name[1:]); code != http.StatusOK {
