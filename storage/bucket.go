@@ -42,6 +42,22 @@ type bucketIndex struct {
 	docs    map[string]document
 	listed  time.Time
 	err     error
+
+	// The changes this node made while a listing was under way, which
+	// that listing may not show: they are applied again over it before
+	// it replaces the index. Without them a hold put during a listing
+	// would vanish from the index until the next one, and retention runs
+	// right after each listing.
+	edits    []indexEdit
+	seq      uint64   // the last edit's number
+	listings []uint64 // the seq at which each listing under way began
+}
+
+// indexEdit is a change this node made to the bucket, as it changes the
+// index.
+type indexEdit struct {
+	seq   uint64
+	apply func(byID map[string]Object, docs map[string]document)
 }
 
 // document is a small object the index keeps the content of
@@ -53,6 +69,62 @@ type document struct {
 
 func (x *bucketIndex) init() {
 	x.byID, x.sidecar, x.docs = map[string]Object{}, map[string]string{}, map[string]document{}
+}
+
+// edit applies a change this node made to the bucket to the index now,
+// and keeps it for the listings under way.
+func (x *bucketIndex) edit(apply func(byID map[string]Object, docs map[string]document)) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	apply(x.byID, x.docs)
+	if len(x.listings) > 0 {
+		x.seq++
+		x.edits = append(x.edits, indexEdit{seq: x.seq, apply: apply})
+	}
+}
+
+// beginListing notes a listing under way and returns its mark for
+// endListing.
+func (x *bucketIndex) beginListing() uint64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.listings = append(x.listings, x.seq)
+	return x.seq
+}
+
+// endListing applies the edits made since the listing marked mark began
+// to what it built (nothing when byID is nil: it failed) and forgets
+// the edits no listing under way still needs. Called with mu held.
+func (x *bucketIndex) endListing(mark uint64, byID map[string]Object, docs map[string]document) {
+	if byID != nil {
+		for _, e := range x.edits {
+			if e.seq > mark {
+				e.apply(byID, docs)
+			}
+		}
+	}
+	for i, m := range x.listings {
+		if m == mark {
+			x.listings = append(x.listings[:i], x.listings[i+1:]...)
+			break
+		}
+	}
+	if len(x.listings) == 0 {
+		x.edits = nil
+		return
+	}
+	oldest := x.listings[0]
+	for _, m := range x.listings[1:] {
+		oldest = min(oldest, m)
+	}
+	keep := x.edits[:0]
+	for _, e := range x.edits {
+		if e.seq > oldest {
+			keep = append(keep, e)
+		}
+	}
+	clear(x.edits[len(keep):])
+	x.edits = keep
 }
 
 // indexLocalSidecar adds a sidecar this node has just verified in the
@@ -69,13 +141,21 @@ func (s *Store) indexLocalSidecar(d *done) {
 	if json.Unmarshal(b, &in) != nil || in.ID == "" {
 		return
 	}
-	s.index.mu.Lock()
-	s.index.byID[in.ID] = Object{Info: in, Key: strings.TrimSuffix(d.Key, ".json")}
-	s.index.mu.Unlock()
+	o := Object{Info: in, Key: strings.TrimSuffix(d.Key, ".json")}
+	s.index.edit(func(byID map[string]Object, _ map[string]document) { byID[in.ID] = o })
 }
 
 // Refresh lists the bucket's sidecars and reads those it has not read.
 func (s *Store) Refresh(ctx context.Context) error {
+	mark := s.index.beginListing()
+	published := false
+	defer func() {
+		if !published {
+			s.index.mu.Lock()
+			s.index.endListing(mark, nil, nil)
+			s.index.mu.Unlock()
+		}
+	}()
 	keys := map[string]minio.ObjectInfo{}
 	for obj := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: s.cfg.Prefix, Recursive: true}) {
 		if obj.Err != nil && minio.ToErrorResponse(obj.Err).Code == "NoSuchBucket" {
@@ -91,13 +171,15 @@ func (s *Store) Refresh(ctx context.Context) error {
 	}
 	byID := map[string]Object{}
 	seen := map[string]string{}
-	s.index.mu.Lock()
-	old, oldSeen := s.index.byID, s.index.sidecar
-	s.index.mu.Unlock()
+	// What the index holds, copied: this node's uploads change it while
+	// the sidecars are read.
 	cached := map[string]Object{}
-	for _, o := range old {
+	s.index.mu.Lock()
+	for _, o := range s.index.byID {
 		cached[o.Key+".json"] = o
 	}
+	oldSeen := s.index.sidecar
+	s.index.mu.Unlock()
 	for key, obj := range keys {
 		media := strings.TrimSuffix(key, ".json")
 		if !strings.HasSuffix(key, ".json") || strings.Contains(key, "/"+queueDirName+"/") {
@@ -120,8 +202,10 @@ func (s *Store) Refresh(ctx context.Context) error {
 	}
 	docs := s.readDocuments(ctx, keys)
 	s.index.mu.Lock()
+	s.index.endListing(mark, byID, docs)
 	s.index.byID, s.index.sidecar, s.index.docs, s.index.listed, s.index.err = byID, seen, docs, time.Now(), nil
 	s.index.mu.Unlock()
+	published = true
 	return nil
 }
 
@@ -133,7 +217,10 @@ func (s *Store) readDocuments(ctx context.Context, keys map[string]minio.ObjectI
 		return docs
 	}
 	s.index.mu.Lock()
-	old := s.index.docs
+	old := make(map[string]document, len(s.index.docs))
+	for rel, d := range s.index.docs {
+		old[rel] = d
+	}
 	s.index.mu.Unlock()
 	for key, obj := range keys {
 		rel, ok := strings.CutPrefix(key, s.cfg.Prefix)
@@ -164,9 +251,7 @@ func (s *Store) indexLocalDocument(d *done) {
 	if err != nil {
 		return
 	}
-	s.index.mu.Lock()
-	s.index.docs[d.Path] = document{data: data}
-	s.index.mu.Unlock()
+	s.index.edit(func(_ map[string]Object, docs map[string]document) { docs[d.Path] = document{data: data} })
 }
 
 // Documents are the documents of the bucket (Config.Documents) as last
@@ -221,9 +306,7 @@ func (s *Store) PutDocument(ctx context.Context, rel string, data []byte) error 
 	if err := s.verify(ctx, key, int64(len(data)), hexSum); err != nil {
 		return err
 	}
-	s.index.mu.Lock()
-	s.index.docs[rel] = document{data: data}
-	s.index.mu.Unlock()
+	s.index.edit(func(_ map[string]Object, docs map[string]document) { docs[rel] = document{data: data} })
 	return nil
 }
 
@@ -233,9 +316,7 @@ func (s *Store) DeleteDocument(ctx context.Context, rel string) error {
 		return fmt.Errorf("deleting %s from the bucket: %w", s.cfg.Prefix+rel, err)
 	}
 	s.queue.forget(rel)
-	s.index.mu.Lock()
-	delete(s.index.docs, rel)
-	s.index.mu.Unlock()
+	s.index.edit(func(_ map[string]Object, docs map[string]document) { delete(docs, rel) })
 	return nil
 }
 
@@ -266,18 +347,18 @@ func (s *Store) DeleteFolder(ctx context.Context, rel string) error {
 		}
 	}
 	s.queue.forgetUnder(strings.TrimPrefix(prefix, s.cfg.Prefix))
-	s.index.mu.Lock()
-	for id, o := range s.index.byID {
-		if strings.HasPrefix(o.Key, prefix) {
-			delete(s.index.byID, id)
+	s.index.edit(func(byID map[string]Object, docs map[string]document) {
+		for id, o := range byID {
+			if strings.HasPrefix(o.Key, prefix) {
+				delete(byID, id)
+			}
 		}
-	}
-	for d := range s.index.docs {
-		if strings.HasPrefix(s.cfg.Prefix+d, prefix) {
-			delete(s.index.docs, d)
+		for d := range docs {
+			if strings.HasPrefix(s.cfg.Prefix+d, prefix) {
+				delete(docs, d)
+			}
 		}
-	}
-	s.index.mu.Unlock()
+	})
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,9 @@ type fakeS3 struct {
 	handler http.Handler
 	parts   atomic.Int64 // multipart part uploads seen
 	corrupt atomic.Bool  // flip a byte of every object PUT while set
+	// listGate, when set, holds the next listing request until the test
+	// lets it go: it is answered with the objects of that moment.
+	listGate atomic.Pointer[gate]
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -55,7 +59,25 @@ func newFakeS3(t *testing.T) *fakeS3 {
 	return f
 }
 
+// gate holds a request: reached is closed when it arrives, release lets
+// it go on.
+type gate struct{ reached, release chan struct{} }
+
 func (f *fakeS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Query().Has("list-type") {
+		if g := f.listGate.Swap(nil); g != nil {
+			rec := httptest.NewRecorder()
+			f.handler.ServeHTTP(rec, r) // the listing as it is now
+			close(g.reached)
+			<-g.release
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return
+		}
+	}
 	if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") != "" {
 		f.parts.Add(1)
 	}
@@ -464,5 +486,54 @@ func TestKeptDocuments(t *testing.T) {
 	}
 	if _, ok := s.Documents()[rel]; ok {
 		t.Fatal("the index still has the deleted folder's manifest")
+	}
+}
+
+// TestEditsDuringListing: what this node puts in or deletes from the
+// bucket while a listing is under way stays in the index when that
+// listing, which does not show it, replaces the index.
+func TestEditsDuringListing(t *testing.T) {
+	s3, dir := newFakeS3(t), t.TempDir()
+	s := testStore(t, s3, dir, func(c *Config) {
+		c.Documents = func(rel string) bool { return filepath.Ext(rel) == ".json" }
+	})
+	ctx := context.Background()
+	manifest, hold := "m/m_20261201T000000Z/manifest.json", "m/m_20261201T000000Z/hold.json"
+	if err := s.PutDocument(ctx, manifest, []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{reached: make(chan struct{}), release: make(chan struct{})}
+	s3.listGate.Store(g)
+	listed := make(chan error, 1)
+	go func() { listed <- s.Refresh(ctx) }()
+	<-g.reached // the listing holds the manifest and no hold
+	if err := s.PutDocument(ctx, hold, []byte(`{"reason":"case 1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteDocument(ctx, manifest); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	if err := <-listed; err != nil {
+		t.Fatal(err)
+	}
+	docs := s.Documents()
+	if string(docs[hold]) != `{"reason":"case 1"}` {
+		t.Errorf("the hold put during the listing is not in the index: %q", docs[hold])
+	}
+	if _, ok := docs[manifest]; ok {
+		t.Error("the manifest deleted during the listing is back in the index")
+	}
+	// The next listing shows both changes itself; nothing is kept for it.
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if docs := s.Documents(); string(docs[hold]) != `{"reason":"case 1"}` || docs[manifest] != nil {
+		t.Errorf("after the next listing: %q", docs)
+	}
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
+	if len(s.index.edits) != 0 || len(s.index.listings) != 0 {
+		t.Errorf("%d edits and %d listings kept after the listings ended", len(s.index.edits), len(s.index.listings))
 	}
 }
