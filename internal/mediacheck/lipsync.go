@@ -17,7 +17,13 @@ import (
 // flash of the picture paired with the beep nearest to it.
 type Sync struct {
 	Flashes []time.Duration // when each flash starts, by the file's timestamps
-	Beeps   []time.Duration // when each beep starts
+	// Since are, one per flash, the timestamp of the frame before it:
+	// the flash began in (Since, Flashes], by the file's timestamps. A
+	// source that captures its picture late, or drops frames, shows the
+	// flash a frame after it began; placing it anywhere in that window
+	// is right.
+	Since []time.Duration
+	Beeps []time.Duration // when each beep starts
 	// Offsets are beep minus flash, one per flash that has a beep within
 	// half a second: positive when the sound comes late.
 	Offsets []time.Duration
@@ -56,7 +62,7 @@ func (s *Sync) Worst() time.Duration {
 func LipSync(ctx context.Context, file string) (*Sync, error) {
 	s := &Sync{}
 	var err error
-	if s.Flashes, s.Unsure, err = flashes(ctx, file); err != nil {
+	if s.Flashes, s.Since, s.Unsure, err = flashes(ctx, file); err != nil {
 		return nil, err
 	}
 	if s.Beeps, err = beeps(ctx, file); err != nil {
@@ -92,15 +98,16 @@ var (
 // its start.
 const FlashLength = 100 * time.Millisecond
 
-// flashes returns where the flashes start. A flash whose first white
-// frame follows a gap in the picture (more than 1.5 frame periods, the
-// median interval between frames) is measured by its end instead, the
-// first dark frame after it less FlashLength, if no gap precedes that
-// one; otherwise it is unsure.
-func flashes(ctx context.Context, file string) (sure, unsure []time.Duration, err error) {
+// flashes returns where the flashes start, and the frame before each
+// start (see Sync.Since). A flash whose first white frame follows a gap
+// in the picture (more than 1.5 frame periods, the median interval
+// between frames) is measured by its end instead, the first dark frame
+// after it less FlashLength (and the last white one less FlashLength),
+// if no gap precedes that one; otherwise it is unsure.
+func flashes(ctx context.Context, file string) (sure, since, unsure []time.Duration, err error) {
 	out, err := ffmpegLog(ctx, file, "-map", "0:v:0", "-vf", "signalstats,metadata=print:key=lavfi.signalstats.YAVG")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	type frame struct {
 		pts  time.Duration
@@ -128,16 +135,16 @@ func flashes(ctx context.Context, file string) (sure, unsure []time.Duration, er
 		period = steps[len(steps)/2]
 	}
 	gap := func(i int) bool { return i > 0 && period > 0 && frames[i].pts-frames[i-1].pts > period*3/2 }
-	var start time.Duration
+	var start, before time.Duration
 	dark, white, startSure := false, false, false
 	for i, f := range frames {
 		switch {
 		case f.luma < 64 && white:
 			switch {
 			case startSure:
-				sure = append(sure, start)
+				sure, since = append(sure, start), append(since, before)
 			case !gap(i):
-				sure = append(sure, f.pts-FlashLength)
+				sure, since = append(sure, f.pts-FlashLength), append(since, frames[i-1].pts-FlashLength)
 			default:
 				unsure = append(unsure, start)
 			}
@@ -145,18 +152,18 @@ func flashes(ctx context.Context, file string) (sure, unsure []time.Duration, er
 		case f.luma < 64:
 			dark = true
 		case f.luma > 128 && dark:
-			white, start, startSure = true, f.pts, !gap(i)
+			white, start, before, startSure = true, f.pts, frames[i-1].pts, !gap(i)
 			dark = false
 		}
 	}
 	if white {
 		if startSure {
-			sure = append(sure, start)
+			sure, since = append(sure, start), append(since, before)
 		} else {
 			unsure = append(unsure, start)
 		}
 	}
-	return sure, unsure, nil
+	return sure, since, unsure, nil
 }
 
 func beeps(ctx context.Context, file string) ([]time.Duration, error) {

@@ -62,16 +62,22 @@ func TestFlashAfterAGapIsUnsure(t *testing.T) {
 		// ...and when its end is missing too, it is unsure.
 		{"gap-both.mkv", "not(between(t,0.9,1.02)+between(t,1.05,1.12))", 0, 1},
 	} {
-		sure, unsure, err := flashes(ctx, gen(c.name, c.sel))
+		sure, since, unsure, err := flashes(ctx, gen(c.name, c.sel))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(sure) != c.sure || len(unsure) != c.unsure {
-			t.Errorf("%s: flashes %v, unsure %v; want %d and %d", c.name, sure, unsure, c.sure, c.unsure)
+		if len(sure) != c.sure || len(since) != c.sure || len(unsure) != c.unsure {
+			t.Errorf("%s: flashes %v since %v, unsure %v; want %d and %d", c.name, sure, since, unsure, c.sure, c.unsure)
+			continue
 		}
-		for _, f := range sure {
+		for i, f := range sure {
 			if (f - time.Second).Abs() > 2*time.Millisecond {
 				t.Errorf("%s: flash at %v, want 1 s", c.name, f)
+			}
+			// The frame before the flash, or (measured by its end) the
+			// last white frame less the flash's length: a frame earlier.
+			if want := time.Second - time.Second/30; (since[i] - want).Abs() > 2*time.Millisecond {
+				t.Errorf("%s: flash since %v, want %v", c.name, since[i], want)
 			}
 		}
 	}
