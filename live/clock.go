@@ -53,6 +53,19 @@ const (
 	// packet, never seconds (GStreamer 1.22's webrtcbin adds its
 	// pipeline's whole running time).
 	aheadSR = 500 * time.Millisecond
+	// capturedAfterSR is how much later than its packets came (less the
+	// least delay of the Sender Reports themselves) a track's reports
+	// may put their capture before they are taken not to map the
+	// packets: no packet comes before it was captured, and a report
+	// travels the packets' path. Chromium stamps audio made with WebAudio
+	// (a MediaStreamAudioDestinationNode) when its render thread hands it
+	// over, plus the rebuffering delay, not when it was made (its own
+	// TODO, crbug.com/1302080): on a loaded machine its reports named
+	// capture times 130-140 ms after its packets came, and, placed by
+	// them, the stream's least delay fell that far and took the video
+	// along. A path's jitter moves the two least delays apart by a few
+	// ms.
+	capturedAfterSR = 50 * time.Millisecond
 	// maxStep is a jump of a track's RTP timestamps that is a
 	// discontinuity (the publisher restarted its clock), not delay.
 	maxStep = 5 * time.Second
@@ -112,6 +125,11 @@ type Clock struct {
 	// window over which noteDrop measures its fall.
 	dropRef   int64
 	dropRefAt time.Time
+	// transit estimates a Sender Report's arrival minus its NTP time
+	// (ns): the path's least delay plus the offset between the clocks,
+	// which a packet mapped by its report cannot beat by more than the
+	// path's jitter (see capturedAfterSR).
+	transit minEstimator
 	// peak is the most any packet since peakAt came later than its
 	// track's least delay says (ns), held for lateHold: the gateway's
 	// backlog, or the path's.
@@ -162,6 +180,10 @@ type trackClock struct {
 	refusedCount int
 	// aheadCount counts reports refused for being far from the packets.
 	aheadCount int
+	// capturedAfter: the track's reports named capture times after its
+	// packets came (capturedAfterSR); they are ignored from then on and
+	// the track is placed by arrival.
+	capturedAfter bool
 
 	// mode is how the track is placed ("sender-reports" or "arrival");
 	// corr (ns) is added to its times and fades to 0 at slewRate, so a
@@ -331,7 +353,7 @@ func (c *Clock) maybeSettle() {
 			continue
 		}
 		any = true
-		if !tc.hasSR {
+		if !tc.hasSR && !tc.capturedAfter {
 			all = false
 		}
 	}
@@ -393,7 +415,7 @@ func (c *Clock) senderReport(t *Track, ntp time.Time, rtp uint32, arrival time.T
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tc := c.trackClock(t)
-	if tc == nil {
+	if tc == nil || tc.capturedAfter {
 		return
 	}
 	if !tc.seen {
@@ -456,9 +478,13 @@ func (c *Clock) senderReport(t *Track, ntp time.Time, rtp uint32, arrival time.T
 			"jump", time.Duration(-shift+tc.ntpShift).Round(time.Millisecond))
 	}
 	tc.suspect = false
+	c.transit.add(arrival.UnixNano()-(n+shift), arrival)
+	o := n + shift - tc.rtpNS(ext)
+	if c.capturedAfterArrival(tc, o) {
+		return
+	}
 	first := !tc.hasSR
 	before, hadTime := c.timeLocked(tc, tc.lastExt)
-	o := n + shift - tc.rtpNS(ext)
 	// A report far from the track's mapping is a restart of its RTP
 	// clock when the packets agree with it (they restarted too).
 	restart := tc.sro.valid && absDiff(o, tc.sro.est) > int64(maxStep) &&
@@ -513,6 +539,42 @@ func (c *Clock) senderReport(t *Track, ntp time.Time, rtp uint32, arrival time.T
 	if !c.settled {
 		c.maybeSettle()
 	}
+}
+
+// capturedAfterArrival reports whether the offset o of a report of tc
+// (NTP minus RTP time), taken with the track's earlier reports, puts
+// the capture of its packets later than they came by more than
+// capturedAfterSR; if so, the track's reports are ignored from now on
+// and it is placed by arrival (gradually, if the clock has settled).
+func (c *Clock) capturedAfterArrival(tc *trackClock, o int64) bool {
+	if !tc.arr.valid || !c.transit.valid {
+		return false
+	}
+	if tc.sro.valid && absDiff(o, tc.sro.est) <= int64(maxStep) {
+		o = min(o, tc.sro.est) // the reports' estimate, were this one taken
+	}
+	// The packets' least delay through the mapping, against the
+	// reports' own.
+	by := c.transit.est - (tc.arr.est - o)
+	if by <= int64(capturedAfterSR) {
+		return false
+	}
+	tc.capturedAfter = true
+	c.logf(slog.LevelWarn, "ignored the RTCP Sender Reports of a track whose packets came before the capture times they name; placing it by arrival", tc,
+		"by", time.Duration(by).Round(time.Millisecond))
+	if tc.hasSR {
+		before, hadTime := c.timeLocked(tc, tc.lastExt)
+		tc.hasSR, tc.sro = false, minEstimator{}
+		if c.settled {
+			tc.arrival, tc.mode = true, SyncArrival
+			c.mode = c.overallMode()
+			c.fadeFrom(tc, before, hadTime)
+		}
+	}
+	if !c.settled {
+		c.maybeSettle()
+	}
+	return true
 }
 
 // rateOK reports whether a Sender Report (NTP time n, offset o of NTP
@@ -611,7 +673,7 @@ func (c *Clock) Settled() bool {
 // the clock is not settled again, so that no output writes the track by
 // arrival only to move it a moment later.
 func (c *Clock) waiting(tc *trackClock) bool {
-	return tc.late && !tc.hasSR && c.delay.valid && c.now.Sub(tc.firstAt) < SettleTimeout
+	return tc.late && !tc.hasSR && !tc.capturedAfter && c.delay.valid && c.now.Sub(tc.firstAt) < SettleTimeout
 }
 
 // Mode is how the stream's tracks are placed: SyncPending,

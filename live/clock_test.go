@@ -471,3 +471,56 @@ func TestClockSettlesAfterABurst(t *testing.T) {
 	}
 	within(t, "burst, first frames", s.skew(0), 2*time.Millisecond)
 }
+
+// Chromium stamps audio made with WebAudio when its render thread hands
+// it over, plus the rebuffering delay (crbug.com/1302080): its Sender
+// Reports, stamped "now" and over in a millisecond, name capture times
+// 100-170 ms after the packets came. Placed by them, the stream's least
+// delay fell that far and took the video along (a meeting's Chromium
+// flashes 148 ms early). The audio's reports are ignored and it is placed
+// by arrival; the video keeps its place.
+func TestClockReportsThatNameCaptureAfterArrival(t *testing.T) {
+	s := newClockSim()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for c := time.Duration(0); c < 12*time.Second; c += time.Second {
+		s.run(c, c+time.Second, 20*time.Millisecond, 37*time.Millisecond, 0, nil)
+		at := c + time.Second
+		s.report(s.v, at, time.Millisecond, 0)
+		ahead := 140*time.Millisecond + time.Duration(rng.Int64N(int64(70*time.Millisecond)))
+		s.c.senderReport(s.a, s.epoch.Add(at), s.rtp(s.a, at-ahead), s.gw.Add(at+time.Millisecond))
+	}
+	if m := s.c.Mode(); m != SyncMixed {
+		t.Errorf("mode %q, want %q (audio by arrival)", m, SyncMixed)
+	}
+	for _, c := range []time.Duration{2 * time.Second, 11 * time.Second} {
+		tv, _ := s.c.Time(s.v, s.rtp(s.v, c))
+		if d := tv.Sub(s.gw.Add(c)); d < 17*time.Millisecond || d > 23*time.Millisecond {
+			t.Errorf("video captured at %v placed %v after it, want its least delay, 20 ms", c, d)
+		}
+		// By arrival, audio lies as late as it was sent: 17 ms after
+		// the video of the same instant.
+		if k := s.skew(c); k < 12*time.Millisecond || k > 22*time.Millisecond {
+			t.Errorf("audio captured at %v placed %v from video, want +17 ms", c, k)
+		}
+	}
+}
+
+// Reports and packets over a path with 60 ms of jitter, from a sender
+// that sends its audio the moment it is captured: the reports' least
+// delay and the packets' differ by the jitter's luck only, and the
+// reports are kept.
+func TestClockJitterKeepsHonestReports(t *testing.T) {
+	s := newClockSim()
+	s.jitter = 60 * time.Millisecond
+	rng := rand.New(rand.NewPCG(7, 8))
+	for c := time.Duration(0); c < 30*time.Second; c += time.Second {
+		s.run(c, c+time.Second, 15*time.Millisecond, 0, 0, nil)
+		for _, tr := range []*Track{s.v, s.a} {
+			s.report(tr, c+time.Second, time.Duration(rng.Int64N(int64(60*time.Millisecond))), 0)
+		}
+	}
+	if m := s.c.Mode(); m != SyncSenderReports {
+		t.Errorf("mode %q, want %q", m, SyncSenderReports)
+	}
+	within(t, "jittered path", s.skew(29*time.Second), 5*time.Millisecond)
+}
