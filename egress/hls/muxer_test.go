@@ -64,8 +64,9 @@ func TestTimeline(t *testing.T) {
 	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	feed(audioIn, 65535, a0, 10*time.Millisecond)
 	feed(videoIn, 7, 5000, 110*time.Millisecond)
-	stream.WriteSenderReport(videoIn, epoch, 5000, t0.Add(111*time.Millisecond))
-	stream.WriteSenderReport(audioIn, epoch, a0, t0.Add(111*time.Millisecond))
+	// The reports, sent at 110 ms, name that instant on both clocks.
+	stream.WriteSenderReport(videoIn, epoch.Add(110*time.Millisecond), 5000+110*90, t0.Add(111*time.Millisecond))
+	stream.WriteSenderReport(audioIn, epoch.Add(110*time.Millisecond), a0+110*48, t0.Add(111*time.Millisecond))
 	feed(audioIn, 1, a0+2*960, 50*time.Millisecond) // early: waits for seq 0
 	feed(audioIn, 0, a0+960, 51*time.Millisecond)
 	feed(videoIn, 8, 5000+3000, 144*time.Millisecond)
