@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -103,28 +104,15 @@ func (x *bucketIndex) endListing(mark uint64, byID map[string]Object, docs map[s
 			}
 		}
 	}
-	for i, m := range x.listings {
-		if m == mark {
-			x.listings = append(x.listings[:i], x.listings[i+1:]...)
-			break
-		}
+	if i := slices.Index(x.listings, mark); i >= 0 {
+		x.listings = slices.Delete(x.listings, i, i+1)
 	}
 	if len(x.listings) == 0 {
 		x.edits = nil
 		return
 	}
-	oldest := x.listings[0]
-	for _, m := range x.listings[1:] {
-		oldest = min(oldest, m)
-	}
-	keep := x.edits[:0]
-	for _, e := range x.edits {
-		if e.seq > oldest {
-			keep = append(keep, e)
-		}
-	}
-	clear(x.edits[len(keep):])
-	x.edits = keep
+	oldest := slices.Min(x.listings)
+	x.edits = slices.DeleteFunc(x.edits, func(e indexEdit) bool { return e.seq <= oldest })
 }
 
 // indexLocalSidecar adds a sidecar this node has just verified in the
